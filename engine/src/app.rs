@@ -1,0 +1,152 @@
+//! Assembles the engine: settings → database → operation registry → HTTP server, plus the
+//! background job loop and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Settings;
+use crate::db::Db;
+use crate::http::api::Api;
+use crate::http::metrics::Metrics;
+use crate::mail::Mailer;
+use crate::storage::{LocalStore, ObjectStore};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub settings: Arc<Settings>,
+    pub metrics: Arc<Metrics>,
+    pub store: Arc<dyn ObjectStore>,
+    /// The OpenAPI document, built once from the registry at start-up.
+    pub openapi: Arc<OnceLock<serde_json::Value>>,
+}
+
+/// Every feature registers its operations here.
+pub fn register_all(api: &mut Api) {
+    crate::meta::routes(api);
+    crate::identity::routes(api);
+    // crate::api_keys::routes(api);
+    // crate::team::routes(api);
+    // crate::tenants::routes(api);
+    crate::audit::routes(api);
+    crate::traders::routes(api);
+    // crate::accounts::routes(api);
+    // crate::transactions::routes(api);
+    // crate::customers::routes(api);
+    // crate::portal::routes(api);
+    // crate::tags::routes(api);
+    // crate::segments::routes(api);
+}
+
+/// The OpenAPI document without a database or server (for `lumire openapi`).
+pub fn openapi_document() -> serde_json::Value {
+    let mut api = Api::documenting();
+    register_all(&mut api);
+    serde_json::to_value(crate::http::openapi::document(api.ops())).unwrap_or_default()
+}
+
+pub struct App {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl App {
+    /// Connects and migrates the database, builds the router and binds the listen address
+    /// (`127.0.0.1:0` picks a free port, as the tests do).
+    pub async fn build(settings: Settings) -> anyhow::Result<App> {
+        let db = Db::connect(&settings.database_url, settings.db_max_connections).await?;
+        db.migrate().await?;
+        let listener = TcpListener::bind(&settings.listen).await?;
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(LocalStore::new(settings.data_dir.join("objects")));
+        let state = AppState {
+            db,
+            settings: Arc::new(settings),
+            metrics: Arc::new(Metrics::new()),
+            store,
+            openapi: Arc::new(OnceLock::new()),
+        };
+        let mut api = Api::serving(state.clone());
+        register_all(&mut api);
+        let doc = serde_json::to_value(crate::http::openapi::document(api.ops()))?;
+        let _ = state.openapi.set(doc);
+        let (router, _ops) = api.into_parts();
+        let router = crate::http::finish_router(router, state.clone())
+            .layer(DefaultBodyLimit::max(state.settings.max_body_bytes));
+        Ok(App {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves; in-flight requests then finish before this returns.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let jobs = if self.state.settings.run_jobs {
+            Some(tokio::spawn(run_jobs(self.state.clone(), stop_rx)))
+        } else {
+            None
+        };
+        let addr = self.listener.local_addr()?;
+        tracing::info!(%addr, "lumire engine listening");
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        let _ = stop_tx.send(true);
+        if let Some(j) = jobs {
+            let _ = j.await;
+        }
+        self.state.db.close().await;
+        tracing::info!("lumire engine stopped");
+        Ok(())
+    }
+}
+
+async fn run_jobs(state: AppState, mut stop: watch::Receiver<bool>) {
+    let mailer = match Mailer::new(
+        state.settings.smtp_url.as_deref(),
+        &state.settings.mail_from,
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid LUMIRE_SMTP_URL; mail stays in the outbox");
+            match Mailer::new(None, &state.settings.mail_from) {
+                Ok(m) => m,
+                Err(_) => return,
+            }
+        }
+    };
+    loop {
+        if let Err(e) = mailer.run_once(&state.db).await {
+            tracing::warn!(error = %e, "mail job failed");
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! Engine settings: defaults, then an optional `lumire.toml`, then `LUMIRE_*` / `DATABASE_URL`
+//! environment variables (the last one wins). Every setting is documented in `docs/configuration.md`.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address the HTTP server binds to.
+    pub listen: String,
+    /// `sqlite://...` or `postgres://...`.
+    pub database_url: String,
+    /// Directory for the SQLite file (by default) and the local object store.
+    pub data_dir: PathBuf,
+    /// `smtp://user:pass@host:port` or `smtps://...`; without it mail stays in the outbox.
+    pub smtp_url: Option<String>,
+    /// Sender address of outgoing mail.
+    pub mail_from: String,
+    /// Public base URL, used in links inside e-mails.
+    pub public_url: String,
+    /// Mark cookies `Secure` (turn off only for local development over plain HTTP).
+    pub cookie_secure: bool,
+    /// Largest accepted request body in bytes (larger bodies get 413).
+    pub max_body_bytes: usize,
+    /// Operator session lifetime in hours.
+    pub session_ttl_hours: i64,
+    /// Failed logins allowed per e-mail and tenant within `login_window_secs` before 429.
+    pub login_max_failures: i64,
+    pub login_window_secs: i64,
+    /// Largest database pool size.
+    pub db_max_connections: u32,
+    /// Run background jobs (mail delivery) in this process.
+    pub run_jobs: bool,
+    /// WebAuthn relying-party id (the site's domain) and origin.
+    pub webauthn_rp_id: String,
+    pub webauthn_origin: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: "127.0.0.1:4000".into(),
+            database_url: "sqlite://./data/lumire.db".into(),
+            data_dir: PathBuf::from("./data"),
+            smtp_url: None,
+            mail_from: "LumireCRM <no-reply@localhost>".into(),
+            public_url: "http://127.0.0.1:4000".into(),
+            cookie_secure: false,
+            max_body_bytes: 2 * 1024 * 1024,
+            session_ttl_hours: 24 * 7,
+            login_max_failures: 5,
+            login_window_secs: 900,
+            db_max_connections: 10,
+            run_jobs: true,
+            webauthn_rp_id: "localhost".into(),
+            webauthn_origin: "http://localhost:4000".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    // Secrets (database and SMTP passwords) never reach logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("data_dir", &self.data_dir)
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("public_url", &self.public_url)
+            .field("cookie_secure", &self.cookie_secure)
+            .finish_non_exhaustive()
+    }
+}
+
+fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => raw.to_string(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid {path}: {source}")]
+    Toml {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid value for {name}: {value}")]
+    Env { name: String, value: String },
+}
+
+impl Settings {
+    /// Loads settings from `lumire.toml` (or the file named by `LUMIRE_CONFIG`) and the environment.
+    pub fn load() -> Result<Settings, ConfigError> {
+        let explicit = std::env::var("LUMIRE_CONFIG").ok();
+        let path = explicit.clone().unwrap_or_else(|| "lumire.toml".into());
+        let mut s = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str::<Settings>(&text).map_err(|e| ConfigError::Toml {
+                path: path.clone(),
+                source: Box::new(e),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
+                Settings::default()
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        s.apply_env(|k| std::env::var(k).ok())?;
+        Ok(s)
+    }
+
+    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &str, v: String) -> Result<T, ConfigError> {
+            v.parse().map_err(|_| ConfigError::Env {
+                name: name.into(),
+                value: v,
+            })
+        }
+        let data_dir_set = get("LUMIRE_DATA_DIR").is_some();
+        if let Some(v) = get("LUMIRE_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = get("LUMIRE_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("DATABASE_URL") {
+            self.database_url = v;
+        } else if data_dir_set && self.database_url == Settings::default().database_url {
+            self.database_url = format!("sqlite://{}/lumire.db", self.data_dir.display());
+        }
+        if let Some(v) = get("LUMIRE_SMTP_URL") {
+            self.smtp_url = Some(v).filter(|s| !s.is_empty());
+        }
+        if let Some(v) = get("LUMIRE_MAIL_FROM") {
+            self.mail_from = v;
+        }
+        if let Some(v) = get("LUMIRE_PUBLIC_URL") {
+            self.public_url = v;
+        }
+        if let Some(v) = get("LUMIRE_COOKIE_SECURE") {
+            self.cookie_secure = parse("LUMIRE_COOKIE_SECURE", v)?;
+        }
+        if let Some(v) = get("LUMIRE_MAX_BODY_BYTES") {
+            self.max_body_bytes = parse("LUMIRE_MAX_BODY_BYTES", v)?;
+        }
+        if let Some(v) = get("LUMIRE_SESSION_TTL_HOURS") {
+            self.session_ttl_hours = parse("LUMIRE_SESSION_TTL_HOURS", v)?;
+        }
+        if let Some(v) = get("LUMIRE_LOGIN_MAX_FAILURES") {
+            self.login_max_failures = parse("LUMIRE_LOGIN_MAX_FAILURES", v)?;
+        }
+        if let Some(v) = get("LUMIRE_LOGIN_WINDOW_SECS") {
+            self.login_window_secs = parse("LUMIRE_LOGIN_WINDOW_SECS", v)?;
+        }
+        if let Some(v) = get("LUMIRE_DB_MAX_CONNECTIONS") {
+            self.db_max_connections = parse("LUMIRE_DB_MAX_CONNECTIONS", v)?;
+        }
+        if let Some(v) = get("LUMIRE_RUN_JOBS") {
+            self.run_jobs = parse("LUMIRE_RUN_JOBS", v)?;
+        }
+        if let Some(v) = get("LUMIRE_WEBAUTHN_RP_ID") {
+            self.webauthn_rp_id = v;
+        }
+        if let Some(v) = get("LUMIRE_WEBAUTHN_ORIGIN") {
+            self.webauthn_origin = v;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_defaults_and_data_dir_moves_the_database() {
+        let mut s = Settings::default();
+        s.apply_env(|k| match k {
+            "LUMIRE_DATA_DIR" => Some("/tmp/x".into()),
+            "LUMIRE_LISTEN" => Some("0.0.0.0:9".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(s.listen, "0.0.0.0:9");
+        assert_eq!(s.database_url, "sqlite:///tmp/x/lumire.db");
+    }
+
+    #[test]
+    fn bad_numbers_are_named() {
+        let mut s = Settings::default();
+        let err = s
+            .apply_env(|k| (k == "LUMIRE_MAX_BODY_BYTES").then(|| "lots".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("LUMIRE_MAX_BODY_BYTES"));
+    }
+
+    #[test]
+    fn debug_redacts_passwords() {
+        let s = Settings {
+            database_url: "postgres://u:secret@h/db".into(),
+            ..Settings::default()
+        };
+        assert!(!format!("{s:?}").contains("secret"));
+    }
+}

@@ -1,0 +1,194 @@
+//! The one place where errors become RFC 9457 `application/problem+json` responses.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::request_id;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("authentication required: {0}")]
+    Unauthorized(&'static str),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("conflict: {detail}")]
+    Conflict { code: &'static str, detail: String },
+    #[error("unprocessable: {detail}")]
+    Unprocessable { code: &'static str, detail: String },
+    #[error("too many requests")]
+    RateLimited { retry_after: u64 },
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("database error: {0}")]
+    Db(sqlx::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::Conflict {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &'static str, String) {
+        match self {
+            ApiError::Validation(errs) => (
+                StatusCode::BAD_REQUEST,
+                "validation_failed",
+                "Invalid request",
+                errs.iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            ApiError::Unauthorized(code) => (
+                StatusCode::UNAUTHORIZED,
+                code,
+                "Authentication required",
+                "A valid session or API key is required.".into(),
+            ),
+            ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden", d.clone()),
+            ApiError::NotFound(what) => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "Not found",
+                format!("{what} not found"),
+            ),
+            ApiError::Conflict { code, detail } => {
+                (StatusCode::CONFLICT, code, "Conflict", detail.clone())
+            }
+            ApiError::Unprocessable { code, detail } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                "Unprocessable request",
+                detail.clone(),
+            ),
+            ApiError::RateLimited { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too many requests",
+                format!("Try again in {retry_after} seconds."),
+            ),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "Payload too large",
+                "The request body exceeds the configured limit.".into(),
+            ),
+            ApiError::Db(_) | ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "Internal server error",
+                "An unexpected error occurred; quote the request id when reporting it.".into(),
+            ),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        // Unique constraints are the database's answer to a duplicate; report it as 409.
+        if let sqlx::Error::Database(db) = &e
+            && db.is_unique_violation()
+        {
+            return ApiError::conflict(
+                "duplicate",
+                "A record with the same unique values already exists.",
+            );
+        }
+        ApiError::Db(e)
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    code: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+    request_id: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, title, detail) = self.parts();
+        match &self {
+            ApiError::Db(e) => tracing::error!(error = %e, "database error"),
+            ApiError::Internal(e) => tracing::error!(error = %e, "internal error"),
+            _ => tracing::debug!(%code, %detail, "request refused"),
+        }
+        let errors = match &self {
+            ApiError::Validation(errs) => Some(errs.as_slice()),
+            _ => None,
+        };
+        problem_response(status, code, title, &detail, errors, &self)
+    }
+}
+
+fn problem_response(
+    status: StatusCode,
+    code: &str,
+    title: &str,
+    detail: &str,
+    errors: Option<&[FieldError]>,
+    err: &ApiError,
+) -> Response {
+    let body = Problem {
+        kind: format!("https://lumirecrm.dev/problems/{}", code.replace('_', "-")),
+        title,
+        status: status.as_u16(),
+        detail,
+        code,
+        errors,
+        request_id: request_id::current(),
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    let mut resp = (status, json).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    if let ApiError::RateLimited { retry_after } = err
+        && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
+}

@@ -1,0 +1,29 @@
+//! HTTP plumbing shared by every feature: errors, JSON bodies, pagination, validation, request
+//! ids, metrics, CSV streaming, the operation registry and the OpenAPI document.
+
+pub mod api;
+pub mod csv_export;
+pub mod error;
+pub mod json;
+pub mod metrics;
+pub mod openapi;
+pub mod pagination;
+pub mod patch;
+pub mod request_id;
+pub mod validate;
+
+use axum::Router;
+use axum::middleware::from_fn;
+use axum::middleware::from_fn_with_state;
+
+use crate::app::AppState;
+use error::ApiError;
+
+/// Adds the layers every request passes through and the problem+json fallback.
+pub fn finish_router(router: Router<AppState>, state: AppState) -> Router {
+    router
+        .route_layer(from_fn_with_state(state.clone(), metrics::middleware))
+        .fallback(|| async { ApiError::NotFound("route") })
+        .layer(from_fn(request_id::middleware))
+        .with_state(state)
+}

@@ -1,0 +1,27 @@
+//! The LumireCRM engine: a multi-tenant CRM for forex/CFD brokers serving the `/v1` API.
+
+// pub mod accounts;
+// pub mod api_keys;
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod config;
+// pub mod customers;
+pub mod db;
+pub mod events;
+pub mod http;
+pub mod identity;
+pub mod mail;
+pub mod meta;
+// pub mod portal;
+// pub mod segments;
+pub mod storage;
+// pub mod tags;
+// pub mod team;
+// pub mod tenants;
+pub mod traders;
+// pub mod transactions;
+pub mod util;
+
+pub use app::{App, AppState};
+pub use config::Settings;

@@ -1,0 +1,87 @@
+//! The `lumire` binary: `serve` (default), `migrate`, `openapi`.
+
+use clap::{Parser, Subcommand};
+use lumire_engine::{App, Settings};
+
+#[derive(Parser)]
+#[command(name = "lumire", version, about = "LumireCRM engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (migrates the database first).
+    Serve {
+        /// Listen address (overrides LUMIRE_LISTEN; default 127.0.0.1:4000).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the OpenAPI 3.1 document to stdout (no server, no database).
+    Openapi,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::Openapi) = cli.command {
+        use std::io::Write;
+        let text = serde_json::to_string_pretty(&lumire_engine::app::openapi_document())?;
+        // A closed pipe (`lumire openapi | head`) is not an error worth a panic.
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
+        return Ok(());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LUMIRE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let mut settings = Settings::load()?;
+    match cli.command {
+        Some(Command::Migrate) => {
+            let db = lumire_engine::db::Db::connect(&settings.database_url, 1).await?;
+            db.migrate().await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Some(Command::Serve { listen }) => {
+            if let Some(l) = listen {
+                settings.listen = l;
+            }
+            serve(settings).await
+        }
+        None | Some(Command::Openapi) => serve(settings).await,
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    tracing::info!(settings = ?settings, "starting");
+    let app = App::build(settings).await?;
+    app.run_until(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested; finishing in-flight requests");
+}

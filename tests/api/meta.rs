@@ -1,0 +1,82 @@
+use lumire_tests::TestApp;
+use reqwest::StatusCode;
+
+#[tokio::test]
+async fn health_version_changelog_openapi_docs_and_metrics() {
+    let app = TestApp::spawn().await;
+    let c = app.client();
+    let (s, b) = c.get("/health").await;
+    assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, b) = c.get("/v1/_meta/version").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["version"], "1.0.0");
+    let (s, b) = c.get("/v1/_meta/changelog").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!b["data"].as_array().unwrap().is_empty());
+    let (s, doc) = c.get("/openapi.json").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/v1/traders"]["post"]["requestBody"].is_object());
+    let html = c
+        .raw(reqwest::Method::GET, "/docs", None, &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("/openapi.json") && !html.contains("https://"),
+        "explorer must work offline"
+    );
+    let (s, b) = c.get("/v1/docs/examples/postTraders").await;
+    assert_eq!(s, StatusCode::OK);
+    for form in ["curl", "fetch", "httpx", "php", "go"] {
+        assert!(
+            b[form].as_str().unwrap().contains("/v1/traders"),
+            "{form}: {b}"
+        );
+    }
+    let (s, b) = c.get("/v1/docs/examples").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(b["data"].as_array().unwrap().len() > 20);
+    let (s, _) = c.get("/v1/docs/examples/noSuchOperation").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let text = c
+        .raw(reqwest::Method::GET, "/metrics", None, &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("lumire_http_requests_total"), "{text}");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_bad_bodies_are_problems() {
+    let app = TestApp::spawn().await;
+    let c = app.client();
+    let resp = c
+        .raw(reqwest::Method::GET, "/v1/nothing-here", None, &[])
+        .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    assert!(resp.headers().contains_key("x-request-id"));
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["request_id"].as_str().is_some_and(|s| !s.is_empty()));
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413() {
+    let app = TestApp::spawn_with(|s| s.max_body_bytes = 1024).await;
+    let c = app.client();
+    let big = "x".repeat(4096);
+    let (s, b) = c
+        .post(
+            "/v1/auth/login",
+            serde_json::json!({"email": big, "password": "p", "tenantSlug": "s"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{b}");
+    assert_eq!(b["code"], "payload_too_large");
+}
