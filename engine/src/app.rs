@@ -140,10 +140,17 @@ async fn run_jobs(state: AppState, mut stop: watch::Receiver<bool>) {
             }
         }
     };
+    let mut tick: u64 = 0;
     loop {
         if let Err(e) = mailer.run_once(&state.db).await {
             tracing::warn!(error = %e, "mail job failed");
         }
+        if tick % 300 == 0 {
+            if let Err(e) = crate::housekeeping::purge(&state.db).await {
+                tracing::warn!(error = %e, "housekeeping failed");
+            }
+        }
+        tick = tick.wrapping_add(1);
         tokio::select! {
             _ = stop.changed() => break,
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}

@@ -129,8 +129,14 @@ impl Api {
                 tag: op.tag,
             };
             let filter = method_filter(&op.method);
-            let route =
-                on(filter, handler).layer(axum::middleware::from_fn_with_state(guard, authorize));
+            // Layers run outermost-last: the guard resolves the actor, then idempotency
+            // (which needs the actor's tenant and credential) wraps the handler.
+            let route = on(filter, handler)
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::http::idempotency::middleware,
+                ))
+                .layer(axum::middleware::from_fn_with_state(guard, authorize));
             let router = std::mem::take(&mut self.router);
             self.router = router.route(op.path, route);
         }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod csv_export;
 pub mod error;
+pub mod idempotency;
 pub mod json;
 pub mod metrics;
 pub mod openapi;
