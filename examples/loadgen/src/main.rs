@@ -1,0 +1,209 @@
+//! Load generator: starts the engine in-process with a fresh database and a seeded tenant, then
+//! drives `GET /v1/traders/{id}` and `POST /v1/traders` from concurrent clients over loopback
+//! and prints requests per second and p50/p99 latency.
+//!
+//! usage: lumire-loadgen [--db sqlite|postgres] [--seconds N] [--concurrency N] [--seed N]
+//! PostgreSQL: LUMIRE_LOADGEN_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres); a
+//! database is created for the run and dropped afterwards.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use lumire_engine::{App, Settings};
+use serde_json::json;
+
+struct Args {
+    db: String,
+    seconds: u64,
+    concurrency: usize,
+    seed: usize,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        db: "sqlite".into(),
+        seconds: 10,
+        concurrency: 16,
+        seed: 1000,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let val = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--db" => a.db = val,
+            "--seconds" => a.seconds = val.parse()?,
+            "--concurrency" => a.concurrency = val.parse()?,
+            "--seed" => a.seed = val.parse()?,
+            other => bail!("unknown flag {other}"),
+        }
+    }
+    Ok(a)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let run_id = ulid::Ulid::new().to_string().to_lowercase();
+    let dir = std::env::temp_dir().join(format!("lumire-loadgen-{run_id}"));
+    let mut settings = Settings::default();
+    settings.listen = "127.0.0.1:0".into();
+    settings.data_dir = dir.clone();
+    settings.run_jobs = false;
+    settings.db_max_connections = 16;
+    let pg = match args.db.as_str() {
+        "sqlite" => {
+            settings.database_url = format!("sqlite://{}/lumire.db", dir.display());
+            None
+        }
+        "postgres" => {
+            let admin = std::env::var("LUMIRE_LOADGEN_PG_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+            let name = format!("lumire_loadgen_{run_id}");
+            sqlx::any::install_default_drivers();
+            let pool = sqlx::AnyPool::connect(&admin).await?;
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await?;
+            pool.close().await;
+            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin).to_string();
+            settings.database_url = format!("{base}/{name}");
+            Some((admin, name))
+        }
+        other => bail!("--db must be sqlite or postgres, not {other}"),
+    };
+    let result = run(&args, settings).await;
+    if let Some((admin, name)) = pg {
+        let pool = sqlx::AnyPool::connect(&admin).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&pool)
+            .await?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run(args: &Args, settings: Settings) -> anyhow::Result<()> {
+    let app = App::build(settings).await?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stop_rx.await;
+    }));
+
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let slug = format!("load-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let r = client
+        .post(format!("{base}/v1/auth/register"))
+        .json(&json!({"email": format!("owner@{slug}.example"), "password": "load generator password", "tenantSlug": slug, "tenantName": "Load"}))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("register failed: {}", r.text().await?);
+    }
+    let mut ids = Vec::with_capacity(args.seed);
+    for i in 0..args.seed {
+        let r = client
+            .post(format!("{base}/v1/traders"))
+            .json(&json!({"email": format!("seed{i}@example.com"), "firstName": "Seed", "country": "GB"}))
+            .send()
+            .await?;
+        let v: serde_json::Value = r.json().await?;
+        ids.push(v["id"].as_str().context("seeded trader id")?.to_string());
+    }
+    let ids = Arc::new(ids);
+    println!(
+        "lumire-loadgen: db={} concurrency={} seconds={} seeded_traders={}",
+        args.db, args.concurrency, args.seconds, args.seed
+    );
+    let get = measure(args, {
+        let (client, base, ids) = (client.clone(), base.clone(), ids.clone());
+        move |n| {
+            let url = format!("{base}/v1/traders/{}", ids[n as usize % ids.len()]);
+            let client = client.clone();
+            async move { client.get(url).send().await.map(|r| r.status().as_u16() == 200) }
+        }
+    })
+    .await;
+    report("GET /v1/traders/{id}", &get, args.seconds);
+    let post = measure(args, {
+        let (client, base) = (client.clone(), base.clone());
+        let run = ulid::Ulid::new().to_string().to_lowercase();
+        move |n| {
+            let url = format!("{base}/v1/traders");
+            let body = json!({"email": format!("load-{run}-{n}@example.com"), "firstName": "Load"});
+            let client = client.clone();
+            async move { client.post(url).json(&body).send().await.map(|r| r.status().as_u16() == 201) }
+        }
+    })
+    .await;
+    report("POST /v1/traders", &post, args.seconds);
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    Ok(())
+}
+
+struct Outcome {
+    latencies_us: Vec<u64>,
+    errors: u64,
+}
+
+async fn measure<F, Fut>(args: &Args, f: F) -> Outcome
+where
+    F: Fn(u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<bool, reqwest::Error>> + Send,
+{
+    let counter = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (f, counter, errors) = (f.clone(), counter.clone(), errors.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                let t = Instant::now();
+                match f(n).await {
+                    Ok(true) => lat.push(t.elapsed().as_micros() as u64),
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        if let Ok(mut l) = t.await {
+            all.append(&mut l);
+        }
+    }
+    all.sort_unstable();
+    Outcome {
+        latencies_us: all,
+        errors: errors.load(Ordering::Relaxed),
+    }
+}
+
+fn pct(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx] as f64 / 1000.0
+}
+
+fn report(name: &str, o: &Outcome, seconds: u64) {
+    let n = o.latencies_us.len();
+    println!(
+        "{name:24} requests={n:7} errors={:4} rps={:9.1} p50={:7.2}ms p99={:7.2}ms",
+        o.errors,
+        n as f64 / seconds as f64,
+        pct(&o.latencies_us, 0.50),
+        pct(&o.latencies_us, 0.99),
+    );
+}
