@@ -2,5 +2,6 @@
 
 mod idempotency;
 mod identity;
+mod mail;
 mod meta;
 mod traders;

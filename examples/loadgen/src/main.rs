@@ -63,9 +63,15 @@ async fn main() -> anyhow::Result<()> {
             let name = format!("lumire_loadgen_{run_id}");
             sqlx::any::install_default_drivers();
             let pool = sqlx::AnyPool::connect(&admin).await?;
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&pool).await?;
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&pool)
+                .await?;
             pool.close().await;
-            let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin).to_string();
+            let base = admin
+                .rsplit_once('/')
+                .map(|(b, _)| b)
+                .unwrap_or(&admin)
+                .to_string();
             settings.database_url = format!("{base}/{name}");
             Some((admin, name))
         }
@@ -123,7 +129,13 @@ async fn run(args: &Args, settings: Settings) -> anyhow::Result<()> {
         move |n| {
             let url = format!("{base}/v1/traders/{}", ids[n as usize % ids.len()]);
             let client = client.clone();
-            async move { client.get(url).send().await.map(|r| r.status().as_u16() == 200) }
+            async move {
+                client
+                    .get(url)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16() == 200)
+            }
         }
     })
     .await;
@@ -135,7 +147,14 @@ async fn run(args: &Args, settings: Settings) -> anyhow::Result<()> {
             let url = format!("{base}/v1/traders");
             let body = json!({"email": format!("load-{run}-{n}@example.com"), "firstName": "Load"});
             let client = client.clone();
-            async move { client.post(url).json(&body).send().await.map(|r| r.status().as_u16() == 201) }
+            async move {
+                client
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16() == 201)
+            }
         }
     })
     .await;
