@@ -145,10 +145,10 @@ async fn run_jobs(state: AppState, mut stop: watch::Receiver<bool>) {
         if let Err(e) = mailer.run_once(&state.db).await {
             tracing::warn!(error = %e, "mail job failed");
         }
-        if tick % 300 == 0 {
-            if let Err(e) = crate::housekeeping::purge(&state.db).await {
-                tracing::warn!(error = %e, "housekeeping failed");
-            }
+        if tick.is_multiple_of(300)
+            && let Err(e) = crate::housekeeping::purge(&state.db).await
+        {
+            tracing::warn!(error = %e, "housekeeping failed");
         }
         tick = tick.wrapping_add(1);
         tokio::select! {

@@ -12,6 +12,7 @@ pub mod events;
 pub mod housekeeping;
 pub mod http;
 pub mod identity;
+pub mod ledger;
 pub mod mail;
 pub mod meta;
 // pub mod portal;

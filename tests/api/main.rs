@@ -2,6 +2,7 @@
 
 mod idempotency;
 mod identity;
+mod ledger;
 mod mail;
 mod meta;
 mod traders;

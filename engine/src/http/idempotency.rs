@@ -139,6 +139,14 @@ async fn release(st: &AppState, tenant: &str, credential: &str, key: &str) -> Re
     Ok(())
 }
 
+#[derive(sqlx::FromRow)]
+struct StoredKey {
+    request_hash: String,
+    status: Option<i64>,
+    response_body: Option<String>,
+    content_type: Option<String>,
+}
+
 async fn replay(
     st: &AppState,
     tenant: &str,
@@ -146,7 +154,7 @@ async fn replay(
     key: &str,
     hash: &str,
 ) -> Result<Response, ApiError> {
-    let row: Option<(String, Option<i64>, Option<String>, Option<String>)> = sqlx::query_as(
+    let row: Option<StoredKey> = sqlx::query_as(
         "SELECT request_hash, status, response_body, content_type FROM idempotency_keys
          WHERE tenant_id = $1 AND credential_id = $2 AND idem_key = $3",
     )
@@ -155,7 +163,13 @@ async fn replay(
     .bind(key)
     .fetch_optional(st.db.pool())
     .await?;
-    let Some((stored_hash, status, body, content_type)) = row else {
+    let Some(StoredKey {
+        request_hash: stored_hash,
+        status,
+        response_body: body,
+        content_type,
+    }) = row
+    else {
         return Err(ApiError::conflict(
             "idempotency_in_progress",
             "A request with this Idempotency-Key is being processed; retry shortly.",

@@ -47,11 +47,13 @@ async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
     let run_id = ulid::Ulid::new().to_string().to_lowercase();
     let dir = std::env::temp_dir().join(format!("lumire-loadgen-{run_id}"));
-    let mut settings = Settings::default();
-    settings.listen = "127.0.0.1:0".into();
-    settings.data_dir = dir.clone();
-    settings.run_jobs = false;
-    settings.db_max_connections = 16;
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.clone(),
+        run_jobs: false,
+        db_max_connections: 16,
+        ..Settings::default()
+    };
     let pg = match args.db.as_str() {
         "sqlite" => {
             settings.database_url = format!("sqlite://{}/lumire.db", dir.display());
