@@ -1,6 +1,7 @@
 //! The LumireCRM engine: a multi-tenant CRM for forex/CFD brokers serving the `/v1` API.
 
-// pub mod accounts;
+pub mod accounts;
+pub mod admin_traders;
 // pub mod api_keys;
 pub mod app;
 pub mod audit;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod identity;
 pub mod mail;
 pub mod meta;
+pub mod money;
 // pub mod portal;
 // pub mod segments;
 pub mod storage;
@@ -20,7 +22,7 @@ pub mod storage;
 // pub mod team;
 // pub mod tenants;
 pub mod traders;
-// pub mod transactions;
+pub mod transactions;
 pub mod util;
 
 pub use app::{App, AppState};

@@ -1,5 +1,8 @@
 //! Black-box tests over HTTP. One binary; each test starts its own engine and database.
 
+mod accounts;
+mod admin_traders;
 mod identity;
 mod meta;
 mod traders;
+mod transactions;
