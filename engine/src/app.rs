@@ -37,8 +37,9 @@ pub fn register_all(api: &mut Api) {
     // crate::tenants::routes(api);
     crate::audit::routes(api);
     crate::traders::routes(api);
-    // crate::accounts::routes(api);
-    // crate::transactions::routes(api);
+    crate::accounts::routes(api);
+    crate::transactions::routes(api);
+    crate::admin_traders::routes(api);
     // crate::customers::routes(api);
     // crate::portal::routes(api);
     // crate::tags::routes(api);

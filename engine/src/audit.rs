@@ -190,6 +190,35 @@ fn check_times(q: &HashMap<String, String>) -> ApiResult<()> {
     Ok(())
 }
 
+/// The newest entries about any of the given `(resource_type, resource_id)` pairs, for detail
+/// views that show a record's recent history.
+pub async fn recent_for<'e, E>(
+    exec: E,
+    tenant_id: &str,
+    resources: &[(&str, &str)],
+    limit: i64,
+) -> ApiResult<Vec<AuditEntry>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    if resources.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut b = SqlBuilder::new(&format!(
+        "SELECT {COLUMNS} FROM audit_log WHERE tenant_id = "
+    ));
+    b.text(tenant_id);
+    for (i, (kind, id)) in resources.iter().enumerate() {
+        b.push(if i == 0 { " AND ((" } else { " OR (" });
+        b.push("resource_type = ").text(*kind);
+        b.push(" AND resource_id = ").text(*id);
+        b.push(")");
+    }
+    b.push(") ORDER BY id DESC LIMIT ").int(limit);
+    let rows: Vec<AuditRow> = b.query_as().fetch_all(exec).await?;
+    Ok(rows.into_iter().map(AuditEntry::from).collect())
+}
+
 async fn list(
     State(st): State<AppState>,
     actor: Actor,

@@ -1,6 +1,7 @@
 //! The LumireCRM engine: a multi-tenant CRM for forex/CFD brokers serving the `/v1` API.
 
-// pub mod accounts;
+pub mod accounts;
+pub mod admin_traders;
 // pub mod api_keys;
 pub mod app;
 pub mod audit;
@@ -15,6 +16,7 @@ pub mod identity;
 pub mod ledger;
 pub mod mail;
 pub mod meta;
+pub mod money;
 // pub mod portal;
 // pub mod segments;
 pub mod storage;
@@ -22,7 +24,7 @@ pub mod storage;
 // pub mod team;
 // pub mod tenants;
 pub mod traders;
-// pub mod transactions;
+pub mod transactions;
 pub mod util;
 
 pub use app::{App, AppState};

@@ -1,8 +1,11 @@
 //! Black-box tests over HTTP. One binary; each test starts its own engine and database.
 
+mod accounts;
+mod admin_traders;
 mod idempotency;
 mod identity;
 mod ledger;
 mod mail;
 mod meta;
 mod traders;
+mod transactions;

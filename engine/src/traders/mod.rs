@@ -4,6 +4,7 @@
 mod handlers;
 pub mod model;
 
+pub use handlers::change_segments;
 pub use model::{TraderRow, TraderView, load};
 
 use crate::auth::roles::{CLIENT_WRITE, STAFF};

@@ -1,0 +1,132 @@
+//! Money in the API: decimal strings (`"1250.50"`) parsed into `rust_decimal::Decimal`, never
+//! floating point, always beside a currency code.
+
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+
+use crate::http::validate::{Validator, is_currency};
+
+/// Enough for fiat cents and crypto satoshis; more digits would be noise from a float somewhere.
+pub const MAX_SCALE: u32 = 8;
+
+/// Why a money string was refused, phrased for a field error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoneyError {
+    NotDecimal,
+    TooPrecise,
+    NotPositive,
+}
+
+impl MoneyError {
+    pub fn message(self) -> String {
+        match self {
+            MoneyError::NotDecimal => {
+                "must be a decimal string such as \"1250.50\" (no exponent, no thousands separator)"
+                    .into()
+            }
+            MoneyError::TooPrecise => format!("at most {MAX_SCALE} decimal places"),
+            MoneyError::NotPositive => "must be greater than zero".into(),
+        }
+    }
+}
+
+/// Parses a signed decimal string. Only `-?digits(.digits)?` is accepted: `Decimal::from_str`
+/// alone would also take forms such as `1_000` that no client should send as money.
+pub fn parse(s: &str) -> Result<Decimal, MoneyError> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    let (int, frac) = match digits.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (digits, None),
+    };
+    let all_digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(int) || frac.is_some_and(|f| !all_digits(f)) {
+        return Err(MoneyError::NotDecimal);
+    }
+    if frac.is_some_and(|f| f.len() > MAX_SCALE as usize) {
+        return Err(MoneyError::TooPrecise);
+    }
+    Decimal::from_str(s).map_err(|_| MoneyError::NotDecimal)
+}
+
+/// Parses an amount that must be strictly positive (direction is carried by the kind).
+pub fn parse_positive(s: &str) -> Result<Decimal, MoneyError> {
+    let d = parse(s)?;
+    if d <= Decimal::ZERO {
+        return Err(MoneyError::NotPositive);
+    }
+    Ok(d)
+}
+
+/// The stored and returned form: the value with the scale the client sent (`"10.50"` stays
+/// `"10.50"`), and no negative zero.
+pub fn to_text(d: Decimal) -> String {
+    if d.is_zero() {
+        let mut z = Decimal::ZERO;
+        let _ = z.set_scale(d.scale());
+        return z.to_string();
+    }
+    d.to_string()
+}
+
+/// Validates an optional money field, recording a field error; returns the canonical text.
+pub fn check(
+    v: &mut Validator,
+    field: &str,
+    value: Option<&str>,
+    positive: bool,
+) -> Option<String> {
+    let s = value?;
+    let parsed = if positive {
+        parse_positive(s)
+    } else {
+        parse(s)
+    };
+    match parsed {
+        Ok(d) => Some(to_text(d)),
+        Err(e) => {
+            v.fail(field, e.message());
+            None
+        }
+    }
+}
+
+pub fn check_currency(v: &mut Validator, field: &str, value: Option<&str>) {
+    if let Some(c) = value {
+        v.check(
+            is_currency(c),
+            field,
+            "must be a currency code of 3-5 capital letters or digits, such as USD or USDT",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_plain_decimals_only() {
+        assert_eq!(parse("1250.50").map(to_text), Ok("1250.50".into()));
+        assert_eq!(parse("-3").map(to_text), Ok("-3".into()));
+        assert_eq!(parse("-0.00").map(to_text), Ok("0.00".into()));
+        assert_eq!(parse("007.5").map(to_text), Ok("7.5".into()));
+        for bad in [
+            "", "-", ".5", "5.", "1e5", "1_000", "1,000.00", "+5", " 5", "abc", "NaN", "1.2.3",
+        ] {
+            assert_eq!(parse(bad), Err(MoneyError::NotDecimal), "{bad:?}");
+        }
+        assert_eq!(parse("0.123456789"), Err(MoneyError::TooPrecise));
+        assert_eq!(
+            parse("99999999999999999999999999999999"),
+            Err(MoneyError::NotDecimal)
+        );
+    }
+
+    #[test]
+    fn positive_amounts() {
+        assert!(parse_positive("0.01").is_ok());
+        assert_eq!(parse_positive("0"), Err(MoneyError::NotPositive));
+        assert_eq!(parse_positive("-1"), Err(MoneyError::NotPositive));
+    }
+}
