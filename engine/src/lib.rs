@@ -15,6 +15,7 @@ pub mod identity;
 pub mod ledger;
 pub mod mail;
 pub mod meta;
+pub mod payments;
 // pub mod portal;
 // pub mod segments;
 pub mod storage;

@@ -5,4 +5,5 @@ mod identity;
 mod ledger;
 mod mail;
 mod meta;
+mod payments;
 mod traders;
