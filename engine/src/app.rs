@@ -37,6 +37,7 @@ pub fn register_all(api: &mut Api) {
     // crate::tenants::routes(api);
     crate::audit::routes(api);
     crate::payments::routes(api);
+    crate::fx::routes(api);
     crate::traders::routes(api);
     // crate::accounts::routes(api);
     // crate::transactions::routes(api);

@@ -9,6 +9,7 @@ pub mod config;
 // pub mod customers;
 pub mod db;
 pub mod events;
+pub mod fx;
 pub mod housekeeping;
 pub mod http;
 pub mod identity;

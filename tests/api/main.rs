@@ -1,5 +1,6 @@
 //! Black-box tests over HTTP. One binary; each test starts its own engine and database.
 
+mod fx;
 mod idempotency;
 mod identity;
 mod ledger;

@@ -41,7 +41,12 @@ pub async fn view(
             return Err(ApiError::field(f, "must be an RFC 3339 time"));
         }
     }
+    let (base,): (String,) = sqlx::query_as("SELECT base_currency FROM tenants WHERE id = $1")
+        .bind(&actor.tenant_id)
+        .fetch_one(st.db.pool())
+        .await?;
     let mut out = serde_json::Map::new();
+    out.insert("baseCurrency".into(), json!(base));
     for (table, amount_col) in [("deposits", "net_amount"), ("withdrawals", "amount")] {
         let rows: Vec<(String, String, String, i64, Option<String>)> = sqlx::query_as(&format!(
             "SELECT id, currency, {amount_col}, reconciled, settled_at FROM {table}
@@ -54,8 +59,22 @@ pub async fn view(
         .await?;
         let mut per: BTreeMap<String, Tally> = BTreeMap::new();
         let mut open = Vec::new();
+        // The base-currency total converts each movement at the rate in force when it settled.
+        let mut base_total = Decimal::ZERO;
+        let mut rates_used: Vec<crate::fx::RateUsed> = Vec::new();
+        let mut unconverted = Vec::new();
         for (id, currency, amount, reconciled, settled_at) in rows {
             let amount = ledger::dec(&amount)?;
+            let at = settled_at.clone().unwrap_or_else(now);
+            match crate::fx::rate_at(st.db.pool(), &actor.tenant_id, &currency, &base, &at).await? {
+                Some(rate) => {
+                    base_total += crate::fx::convert(amount, &rate);
+                    if !rates_used.contains(&rate) {
+                        rates_used.push(rate);
+                    }
+                }
+                None => unconverted.push(id.clone()),
+            }
             let t = per.entry(currency.clone()).or_default();
             t.count += 1;
             t.total += amount;
@@ -82,7 +101,13 @@ pub async fn view(
             .collect();
         out.insert(
             table.into(),
-            json!({"totals": totals, "unreconciled": open}),
+            json!({
+                "totals": totals,
+                "unreconciled": open,
+                "baseCurrencyTotal": base_total.to_string(),
+                "ratesUsed": rates_used,
+                "unconverted": unconverted,
+            }),
         );
     }
     Ok(Json(Value::Object(out)))
