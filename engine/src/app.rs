@@ -36,6 +36,8 @@ pub fn register_all(api: &mut Api) {
     // crate::team::routes(api);
     // crate::tenants::routes(api);
     crate::audit::routes(api);
+    crate::payments::routes(api);
+    crate::fx::routes(api);
     crate::traders::routes(api);
     crate::accounts::routes(api);
     crate::transactions::routes(api);

@@ -2,10 +2,12 @@
 
 mod accounts;
 mod admin_traders;
+mod fx;
 mod idempotency;
 mod identity;
 mod ledger;
 mod mail;
 mod meta;
+mod payments;
 mod traders;
 mod transactions;

@@ -1,0 +1,188 @@
+//! The reconciliation view and the tenant's payment settings.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::{Query, State};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::audit;
+use crate::auth::Actor;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::json::ApiJson;
+use crate::http::patch::Patch;
+use crate::http::validate::Validator;
+use crate::ledger;
+use crate::util::{now, parse_time};
+
+use axum::Json;
+
+#[derive(Default)]
+struct Tally {
+    count: i64,
+    reconciled: i64,
+    total: Decimal,
+    reconciled_total: Decimal,
+}
+
+/// Settled deposits and withdrawals in a window (`from`, `to` on the settlement time), per
+/// currency, with how much of them is reconciled, and the oldest unreconciled items.
+pub async fn view(
+    State(st): State<AppState>,
+    actor: Actor,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let from = q.get("from").cloned().unwrap_or_else(|| "0000".into());
+    let to = q.get("to").cloned().unwrap_or_else(|| "9999".into());
+    for f in ["from", "to"] {
+        if q.get(f).is_some_and(|v| parse_time(v).is_none()) {
+            return Err(ApiError::field(f, "must be an RFC 3339 time"));
+        }
+    }
+    let (base,): (String,) = sqlx::query_as("SELECT base_currency FROM tenants WHERE id = $1")
+        .bind(&actor.tenant_id)
+        .fetch_one(st.db.pool())
+        .await?;
+    let mut out = serde_json::Map::new();
+    out.insert("baseCurrency".into(), json!(base));
+    for (table, amount_col) in [("deposits", "net_amount"), ("withdrawals", "amount")] {
+        let rows: Vec<(String, String, String, i64, Option<String>)> = sqlx::query_as(&format!(
+            "SELECT id, currency, {amount_col}, reconciled, settled_at FROM {table}
+             WHERE tenant_id = $1 AND status = 'settled' AND settled_at >= $2 AND settled_at < $3 ORDER BY settled_at"
+        ))
+        .bind(&actor.tenant_id)
+        .bind(&from)
+        .bind(&to)
+        .fetch_all(st.db.pool())
+        .await?;
+        let mut per: BTreeMap<String, Tally> = BTreeMap::new();
+        let mut open = Vec::new();
+        // The base-currency total converts each movement at the rate in force when it settled.
+        let mut base_total = Decimal::ZERO;
+        let mut rates_used: Vec<crate::fx::RateUsed> = Vec::new();
+        let mut unconverted = Vec::new();
+        for (id, currency, amount, reconciled, settled_at) in rows {
+            let amount = ledger::dec(&amount)?;
+            let at = settled_at.clone().unwrap_or_else(now);
+            match crate::fx::rate_at(st.db.pool(), &actor.tenant_id, &currency, &base, &at).await? {
+                Some(rate) => {
+                    base_total += crate::fx::convert(amount, &rate);
+                    if !rates_used.contains(&rate) {
+                        rates_used.push(rate);
+                    }
+                }
+                None => unconverted.push(id.clone()),
+            }
+            let t = per.entry(currency.clone()).or_default();
+            t.count += 1;
+            t.total += amount;
+            if reconciled != 0 {
+                t.reconciled += 1;
+                t.reconciled_total += amount;
+            } else if open.len() < 100 {
+                open.push(json!({"id": id, "currency": currency, "amount": amount.to_string(), "settledAt": settled_at}));
+            }
+        }
+        let totals: Vec<Value> = per
+            .into_iter()
+            .map(|(c, t)| {
+                json!({
+                    "currency": c,
+                    "settledCount": t.count,
+                    "settledTotal": t.total.to_string(),
+                    "reconciledCount": t.reconciled,
+                    "reconciledTotal": t.reconciled_total.to_string(),
+                    "unreconciledCount": t.count - t.reconciled,
+                    "unreconciledTotal": (t.total - t.reconciled_total).to_string(),
+                })
+            })
+            .collect();
+        out.insert(
+            table.into(),
+            json!({
+                "totals": totals,
+                "unreconciled": open,
+                "baseCurrencyTotal": base_total.to_string(),
+                "ratesUsed": rates_used,
+                "unconverted": unconverted,
+            }),
+        );
+    }
+    Ok(Json(Value::Object(out)))
+}
+
+pub async fn get_settings(State(st): State<AppState>, actor: Actor) -> ApiResult<Json<Value>> {
+    let row: Option<(Option<String>, String)> = sqlx::query_as(
+        "SELECT dual_control_threshold, updated_at FROM payment_settings WHERE tenant_id = $1",
+    )
+    .bind(&actor.tenant_id)
+    .fetch_optional(st.db.pool())
+    .await?;
+    Ok(Json(match row {
+        Some((t, u)) => json!({"dualControlThreshold": t, "updatedAt": u}),
+        None => json!({"dualControlThreshold": null, "updatedAt": null}),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SettingsBody {
+    #[serde(default)]
+    dual_control_threshold: Patch<String>,
+}
+
+pub async fn patch_settings(
+    State(st): State<AppState>,
+    actor: Actor,
+    ApiJson(b): ApiJson<SettingsBody>,
+) -> ApiResult<Json<Value>> {
+    let mut v = Validator::new();
+    let threshold = match &b.dual_control_threshold {
+        Patch::Value(s) => match ledger::currency::parse_amount(s, "XXX") {
+            Ok(d) => Some(d.to_string()),
+            Err(m) => {
+                v.fail("dualControlThreshold", m);
+                None
+            }
+        },
+        _ => None,
+    };
+    v.finish()?;
+    let mut tx = st.db.begin().await?;
+    let before: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT dual_control_threshold FROM payment_settings WHERE tenant_id = $1")
+            .bind(&actor.tenant_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let before = before.and_then(|(t,)| t);
+    let new = match b.dual_control_threshold {
+        Patch::Missing => before.clone(),
+        Patch::Null => None,
+        Patch::Value(_) => threshold,
+    };
+    let ts = now();
+    sqlx::query(
+        "INSERT INTO payment_settings (tenant_id, dual_control_threshold, updated_at) VALUES ($1, $2, $3)
+         ON CONFLICT (tenant_id) DO UPDATE SET dual_control_threshold = $2, updated_at = $3",
+    )
+    .bind(&actor.tenant_id)
+    .bind(&new)
+    .bind(&ts)
+    .execute(&mut *tx)
+    .await?;
+    let after = json!({"dualControlThreshold": new, "updatedAt": ts});
+    audit::record(
+        &mut tx,
+        &actor,
+        "payments.settings_update",
+        "payment_settings",
+        Some(&actor.tenant_id),
+        Some(&json!({"dualControlThreshold": before})),
+        Some(&after),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(after))
+}
