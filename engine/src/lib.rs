@@ -1,7 +1,7 @@
 //! The LumireCRM engine: a multi-tenant CRM for forex/CFD brokers serving the `/v1` API.
 
 // pub mod accounts;
-// pub mod api_keys;
+pub mod api_keys;
 pub mod app;
 pub mod audit;
 pub mod auth;
@@ -17,8 +17,8 @@ pub mod meta;
 // pub mod segments;
 pub mod storage;
 // pub mod tags;
-// pub mod team;
-// pub mod tenants;
+pub mod team;
+pub mod tenants;
 pub mod traders;
 // pub mod transactions;
 pub mod util;
