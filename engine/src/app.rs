@@ -32,9 +32,9 @@ pub struct AppState {
 pub fn register_all(api: &mut Api) {
     crate::meta::routes(api);
     crate::identity::routes(api);
-    // crate::api_keys::routes(api);
-    // crate::team::routes(api);
-    // crate::tenants::routes(api);
+    crate::api_keys::routes(api);
+    crate::team::routes(api);
+    crate::tenants::routes(api);
     crate::audit::routes(api);
     crate::payments::routes(api);
     crate::fx::routes(api);

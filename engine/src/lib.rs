@@ -2,7 +2,7 @@
 
 pub mod accounts;
 pub mod admin_traders;
-// pub mod api_keys;
+pub mod api_keys;
 pub mod app;
 pub mod audit;
 pub mod auth;
@@ -23,8 +23,8 @@ pub mod payments;
 // pub mod segments;
 pub mod storage;
 // pub mod tags;
-// pub mod team;
-// pub mod tenants;
+pub mod team;
+pub mod tenants;
 pub mod traders;
 pub mod transactions;
 pub mod util;

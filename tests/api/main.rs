@@ -2,6 +2,7 @@
 
 mod accounts;
 mod admin_traders;
+mod api_keys;
 mod fx;
 mod idempotency;
 mod identity;
@@ -9,5 +10,8 @@ mod ledger;
 mod mail;
 mod meta;
 mod payments;
+mod team;
+mod tenants;
 mod traders;
 mod transactions;
+mod users;

@@ -7,7 +7,8 @@ mod sessions;
 mod tokens;
 mod totp;
 
-pub use model::{TenantView, UserView, load_tenant, load_user};
+pub use login::with_session_cookie;
+pub use model::{TenantView, USER_COLUMNS, UserRow, UserView, load_tenant, load_user};
 pub use tokens::{TokenPurpose, issue_token};
 
 use crate::auth::Role;
