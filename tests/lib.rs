@@ -1,5 +1,6 @@
 //! Test support: start the engine in-process on a free port with a fresh database (SQLite by
-//! default, PostgreSQL when `LUMIRE_TEST_DB=postgres`), and typed HTTP helpers.
+//! default; a schema of its own in the run's PostgreSQL database when `LUMIRE_TEST_DB=postgres`),
+//! and typed HTTP helpers.
 
 use std::path::PathBuf;
 
@@ -39,22 +40,21 @@ impl TestApp {
         let use_pg = std::env::var("LUMIRE_TEST_DB").as_deref() == Ok("postgres");
         let dir = std::env::temp_dir().join(format!("lumire-test-{id}"));
         let cleanup = if use_pg {
+            // Each test gets its own schema in the run's database: creating and dropping a
+            // schema is cheap, while CREATE/DROP DATABASE forces checkpoints and serialises.
             let admin_url = pg_admin_url();
-            let name = format!("lumire_t_{id}");
+            let name = format!("t_{id}");
             sqlx::any::install_default_drivers();
             let admin = sqlx::AnyPool::connect(&admin_url)
                 .await
                 .expect("PostgreSQL for tests (LUMIRE_TEST_PG_URL)");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
+            sqlx::query(&format!("CREATE SCHEMA {name}"))
                 .execute(&admin)
                 .await
-                .expect("create test database");
+                .expect("create test schema");
             admin.close().await;
-            let base = admin_url
-                .rsplit_once('/')
-                .map(|(b, _)| b)
-                .unwrap_or(&admin_url);
-            settings.database_url = format!("{base}/{name}");
+            let sep = if admin_url.contains('?') { '&' } else { '?' };
+            settings.database_url = format!("{admin_url}{sep}options=-c%20search_path%3D{name}");
             Cleanup::Postgres { admin_url, name }
         } else {
             settings.database_url = format!("sqlite://{}/lumire.db", dir.display());
