@@ -7,6 +7,7 @@ mod sessions;
 mod tokens;
 mod totp;
 
+pub use login::{check_rate_limit, record_failure};
 pub use model::{TenantView, UserView, load_tenant, load_user};
 pub use tokens::{TokenPurpose, issue_token};
 
