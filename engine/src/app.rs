@@ -42,10 +42,10 @@ pub fn register_all(api: &mut Api) {
     crate::accounts::routes(api);
     crate::transactions::routes(api);
     crate::admin_traders::routes(api);
-    // crate::customers::routes(api);
-    // crate::portal::routes(api);
-    // crate::tags::routes(api);
-    // crate::segments::routes(api);
+    crate::customers::routes(api);
+    crate::portal::routes(api);
+    crate::tags::routes(api);
+    crate::segments::routes(api);
 }
 
 /// The OpenAPI document without a database or server (for `lumire openapi`).

@@ -3,6 +3,7 @@
 mod accounts;
 mod admin_traders;
 mod api_keys;
+mod customers;
 mod fx;
 mod idempotency;
 mod identity;
@@ -10,6 +11,9 @@ mod ledger;
 mod mail;
 mod meta;
 mod payments;
+mod portal;
+mod segments;
+mod tags;
 mod team;
 mod tenants;
 mod traders;

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::model::{
-    KYC_STATUSES, TRADER_COLUMNS, TraderRow, TraderView, clean_segments, load, view_json,
+    KYC_STATUSES, TRADER_COLUMNS, TraderRow, TraderView, check_address, check_referrer,
+    clean_segments, load, view_json,
 };
 use crate::app::AppState;
 use crate::audit;
@@ -98,6 +99,12 @@ pub struct CreateBody {
     source: Option<String>,
     assigned_to_id: Option<String>,
     metadata: Option<Value>,
+    address_line1: Option<String>,
+    address_line2: Option<String>,
+    city: Option<String>,
+    postal_code: Option<String>,
+    region: Option<String>,
+    referred_by_trader_id: Option<String>,
 }
 
 fn check_common(
@@ -191,11 +198,23 @@ pub async fn create(
     v.max_len("firstName", b.first_name.as_deref(), 100);
     v.max_len("lastName", b.last_name.as_deref(), 100);
     v.max_len("source", b.source.as_deref(), 100);
+    check_address(
+        &mut v,
+        b.address_line1.as_deref(),
+        b.address_line2.as_deref(),
+        b.city.as_deref(),
+        b.postal_code.as_deref(),
+        b.region.as_deref(),
+    );
     v.finish()?;
     let email = email.unwrap_or_default();
+    let id = new_id();
     let mut tx = st.db.begin().await?;
     if let Some(a) = &b.assigned_to_id {
         check_assignee(&mut tx, &actor.tenant_id, a, "assignedToId").await?;
+    }
+    if let Some(r) = &b.referred_by_trader_id {
+        check_referrer(&mut tx, &actor.tenant_id, r, &id).await?;
     }
     if email_taken(&mut tx, &actor.tenant_id, &email.to_lowercase(), "").await? {
         return Err(ApiError::conflict(
@@ -203,13 +222,13 @@ pub async fn create(
             "A trader with this email already exists.",
         ));
     }
-    let id = new_id();
     let ts = now();
     let segments = clean_segments(&b.segments.unwrap_or_default());
     sqlx::query(
         "INSERT INTO traders (tenant_id, id, email, email_lower, phone, first_name, last_name, country, date_of_birth,
-           segments, source, assigned_to_id, metadata, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
+           segments, source, assigned_to_id, metadata, created_at, updated_at,
+           address_line1, address_line2, city, postal_code, region, referred_by_trader_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16, $17, $18, $19, $20)",
     )
     .bind(&actor.tenant_id)
     .bind(&id)
@@ -225,6 +244,12 @@ pub async fn create(
     .bind(&b.assigned_to_id)
     .bind(b.metadata.unwrap_or_else(|| json!({})).to_string())
     .bind(&ts)
+    .bind(&b.address_line1)
+    .bind(&b.address_line2)
+    .bind(&b.city)
+    .bind(&b.postal_code)
+    .bind(&b.region)
+    .bind(&b.referred_by_trader_id)
     .execute(&mut *tx)
     .await?;
     let view = TraderView::from(load(&mut *tx, &actor.tenant_id, &id).await?);
@@ -287,6 +312,18 @@ pub struct UpdateBody {
     metadata: Patch<Value>,
     #[serde(default)]
     kyc_status: Patch<String>,
+    #[serde(default)]
+    address_line1: Patch<String>,
+    #[serde(default)]
+    address_line2: Patch<String>,
+    #[serde(default)]
+    city: Patch<String>,
+    #[serde(default)]
+    postal_code: Patch<String>,
+    #[serde(default)]
+    region: Patch<String>,
+    #[serde(default)]
+    referred_by_trader_id: Patch<String>,
 }
 
 pub async fn update(
@@ -323,12 +360,23 @@ pub async fn update(
         b.metadata.value(),
         b.segments.value(),
     );
+    check_address(
+        &mut v,
+        b.address_line1.value().map(String::as_str),
+        b.address_line2.value().map(String::as_str),
+        b.city.value().map(String::as_str),
+        b.postal_code.value().map(String::as_str),
+        b.region.value().map(String::as_str),
+    );
     v.finish()?;
     let mut tx = st.db.begin().await?;
     let cur = load(&mut *tx, &actor.tenant_id, &id).await?;
     let before = view_json(&TraderView::from(cur.clone()));
     if let Patch::Value(a) = &b.assigned_to_id {
         check_assignee(&mut tx, &actor.tenant_id, a, "assignedToId").await?;
+    }
+    if let Patch::Value(r) = &b.referred_by_trader_id {
+        check_referrer(&mut tx, &actor.tenant_id, r, &id).await?;
     }
     let email = b
         .email
@@ -354,7 +402,8 @@ pub async fn update(
     };
     sqlx::query(
         "UPDATE traders SET email = $3, email_lower = $4, phone = $5, first_name = $6, last_name = $7, country = $8,
-           date_of_birth = $9, segments = $10, source = $11, assigned_to_id = $12, metadata = $13, kyc_status = $14, updated_at = $15
+           date_of_birth = $9, segments = $10, source = $11, assigned_to_id = $12, metadata = $13, kyc_status = $14, updated_at = $15,
+           address_line1 = $16, address_line2 = $17, city = $18, postal_code = $19, region = $20, referred_by_trader_id = $21
          WHERE tenant_id = $1 AND id = $2",
     )
     .bind(&actor.tenant_id)
@@ -372,6 +421,12 @@ pub async fn update(
     .bind(metadata)
     .bind(b.kyc_status.apply(Some(cur.kyc_status.clone())).unwrap_or(cur.kyc_status))
     .bind(now())
+    .bind(b.address_line1.apply(cur.address_line1))
+    .bind(b.address_line2.apply(cur.address_line2))
+    .bind(b.city.apply(cur.city))
+    .bind(b.postal_code.apply(cur.postal_code))
+    .bind(b.region.apply(cur.region))
+    .bind(b.referred_by_trader_id.apply(cur.referred_by_trader_id))
     .execute(&mut *tx)
     .await?;
     let view = TraderView::from(load(&mut *tx, &actor.tenant_id, &id).await?);

@@ -4,7 +4,7 @@
 mod handlers;
 pub mod model;
 
-pub use handlers::change_segments;
+pub use handlers::{change_segments, check_assignee};
 pub use model::{TraderRow, TraderView, load};
 
 use crate::auth::roles::{CLIENT_WRITE, STAFF};
@@ -21,7 +21,7 @@ pub fn routes(api: &mut Api) {
         Op::post("/v1/traders", "postTraders", "traders")
             .summary("Create a new trader in the current tenant.")
             .staff(CLIENT_WRITE)
-            .body(r#"{"email":"client@example.com","phone":"+441234567890","firstName":"Ada","lastName":"Lovelace","country":"GB","dateOfBirth":"1990-12-10","segments":["vip"],"source":"website","assignedToId":null,"metadata":{}}"#),
+            .body(r#"{"email":"client@example.com","phone":"+441234567890","firstName":"Ada","lastName":"Lovelace","country":"GB","dateOfBirth":"1990-12-10","segments":["vip"],"source":"website","assignedToId":null,"metadata":{},"addressLine1":"12 Analytical Row","city":"London","postalCode":"N1 9GU","referredByTraderId":null}"#),
         handlers::create,
     );
     api.add(
@@ -34,7 +34,7 @@ pub fn routes(api: &mut Api) {
         Op::patch("/v1/traders/{id}", "patchTradersId", "traders")
             .summary("Update trader fields (partial; null clears a field).")
             .staff(CLIENT_WRITE)
-            .body(r#"{"phone":"+441234567891","kycStatus":"pending"}"#),
+            .body(r#"{"phone":"+441234567891","kycStatus":"pending","addressLine2":"Flat 3","region":"Greater London","referredByTraderId":"01J0REFERRERTRADERID00000"}"#),
         handlers::update,
     );
     api.add(

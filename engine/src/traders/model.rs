@@ -27,12 +27,18 @@ pub struct TraderRow {
     pub suspension_reason: Option<String>,
     pub terms_accepted_at: Option<String>,
     pub terms_version: Option<String>,
+    pub address_line1: Option<String>,
+    pub address_line2: Option<String>,
+    pub city: Option<String>,
+    pub postal_code: Option<String>,
+    pub region: Option<String>,
+    pub referred_by_trader_id: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub deleted_at: Option<String>,
 }
 
-pub const TRADER_COLUMNS: &str = "id, email, phone, first_name, last_name, country, date_of_birth, segments, source, assigned_to_id, metadata, kyc_status, status, suspended_at, suspension_reason, terms_accepted_at, terms_version, created_at, updated_at, deleted_at";
+pub const TRADER_COLUMNS: &str = "id, email, phone, first_name, last_name, country, date_of_birth, segments, source, assigned_to_id, metadata, kyc_status, status, suspended_at, suspension_reason, terms_accepted_at, terms_version, address_line1, address_line2, city, postal_code, region, referred_by_trader_id, created_at, updated_at, deleted_at";
 
 #[derive(Serialize, Clone)]
 #[serde(rename_all = "camelCase")]
@@ -54,6 +60,12 @@ pub struct TraderView {
     pub suspension_reason: Option<String>,
     pub terms_accepted_at: Option<String>,
     pub terms_version: Option<String>,
+    pub address_line1: Option<String>,
+    pub address_line2: Option<String>,
+    pub city: Option<String>,
+    pub postal_code: Option<String>,
+    pub region: Option<String>,
+    pub referred_by_trader_id: Option<String>,
     pub created_at: String,
     pub updated_at: String,
     pub deleted_at: Option<String>,
@@ -79,6 +91,12 @@ impl From<TraderRow> for TraderView {
             suspension_reason: r.suspension_reason,
             terms_accepted_at: r.terms_accepted_at,
             terms_version: r.terms_version,
+            address_line1: r.address_line1,
+            address_line2: r.address_line2,
+            city: r.city,
+            postal_code: r.postal_code,
+            region: r.region,
+            referred_by_trader_id: r.referred_by_trader_id,
             created_at: r.created_at,
             updated_at: r.updated_at,
             deleted_at: r.deleted_at,
@@ -114,4 +132,39 @@ pub fn clean_segments(list: &[String]) -> Vec<String> {
 
 pub fn view_json(v: &TraderView) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// Length limits of the address fields, shared by the operator and portal edits.
+pub fn check_address(
+    v: &mut crate::http::validate::Validator,
+    line1: Option<&str>,
+    line2: Option<&str>,
+    city: Option<&str>,
+    postal_code: Option<&str>,
+    region: Option<&str>,
+) {
+    v.max_len("addressLine1", line1, 200);
+    v.max_len("addressLine2", line2, 200);
+    v.max_len("city", city, 100);
+    v.max_len("postalCode", postal_code, 20);
+    v.max_len("region", region, 100);
+}
+
+/// A referrer must be another live trader of the same tenant.
+pub async fn check_referrer(
+    tx: &mut crate::db::Tx,
+    tenant_id: &str,
+    referrer_id: &str,
+    trader_id: &str,
+) -> Result<(), ApiError> {
+    if referrer_id == trader_id {
+        return Err(ApiError::field(
+            "referredByTraderId",
+            "a trader cannot refer themselves",
+        ));
+    }
+    load(&mut **tx, tenant_id, referrer_id)
+        .await
+        .map(|_| ())
+        .map_err(|_| ApiError::field("referredByTraderId", "is not a trader of this tenant"))
 }
