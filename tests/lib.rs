@@ -298,6 +298,25 @@ impl Client {
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         self.send(reqwest::Method::DELETE, path, None).await
     }
+
+    /// Takes a trader through KYC to `approved` the way a compliance officer does: submit, then
+    /// approve through the KYC operation.
+    pub async fn approve_kyc(&self, trader_id: &str) {
+        let (s, b) = self
+            .patch(
+                &format!("/v1/traders/{trader_id}"),
+                json!({"kycStatus": "pending"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "submit for KYC: {b}");
+        let (s, b) = self
+            .post(
+                "/v1/admin/traders/bulk-approve-kyc",
+                json!({"traderIds": [trader_id]}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "approve KYC: {b}");
+    }
 }
 
 /// Asserts a 400 problem whose `errors` name `field`.

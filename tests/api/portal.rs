@@ -521,12 +521,7 @@ async fn traders_me_profile_terms_and_kyc_retrigger() {
     assert!(b["termsAcceptedAt"].is_string());
 
     // Non-sensitive change: KYC untouched.
-    owner
-        .patch(
-            &format!("/v1/traders/{trader}"),
-            json!({"kycStatus": "approved"}),
-        )
-        .await;
+    owner.approve_kyc(&trader).await;
     let (s, b) = portal
         .patch(
             "/v1/traders/me/profile",

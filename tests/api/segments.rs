@@ -45,12 +45,7 @@ async fn crud_and_preview() {
     )
     .await;
     owner.delete(&format!("/v1/traders/{gone}")).await;
-    owner
-        .patch(
-            &format!("/v1/traders/{de2}"),
-            json!({"kycStatus": "approved"}),
-        )
-        .await;
+    owner.approve_kyc(&de2).await;
     owner
         .post(&format!("/v1/customers/{de2}/tags/{tag}"), json!({}))
         .await;

@@ -114,6 +114,14 @@ async fn validation_names_fields_and_changes_nothing() {
         .patch(&format!("/v1/traders/{id}"), json!({"kycStatus": "maybe"}))
         .await;
     assert_field_error(s, &b, "kycStatus");
+    // KYC approval is a decision for the KYC operations, not a field edit.
+    let (s, b) = owner
+        .patch(
+            &format!("/v1/traders/{id}"),
+            json!({"kycStatus": "approved"}),
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::CONFLICT, "illegal_kyc_transition");
     let (s, b) = owner.post("/v1/traders", trader("X@example.com")).await;
     assert_problem(s, &b, StatusCode::CONFLICT, "trader_email_taken");
 }

@@ -372,6 +372,21 @@ pub async fn update(
     let mut tx = st.db.begin().await?;
     let cur = load(&mut *tx, &actor.tenant_id, &id).await?;
     let before = view_json(&TraderView::from(cur.clone()));
+    // A client record may be (re)submitted for KYC here; approving and rejecting are decisions
+    // for the KYC roles, through the KYC operations.
+    if let Patch::Value(k) = &b.kyc_status {
+        let submits =
+            k == "pending" && (cur.kyc_status == "not_started" || cur.kyc_status == "rejected");
+        if *k != cur.kyc_status && !submits {
+            return Err(ApiError::conflict(
+                "illegal_kyc_transition",
+                format!(
+                    "kycStatus cannot go from {} to {k} here; KYC decisions use the KYC operations.",
+                    cur.kyc_status
+                ),
+            ));
+        }
+    }
     if let Patch::Value(a) = &b.assigned_to_id {
         check_assignee(&mut tx, &actor.tenant_id, a, "assignedToId").await?;
     }
