@@ -37,6 +37,7 @@ pub fn register_all(api: &mut Api) {
     // crate::tenants::routes(api);
     crate::audit::routes(api);
     crate::traders::routes(api);
+    crate::passkeys::routes(api);
     // crate::accounts::routes(api);
     // crate::transactions::routes(api);
     // crate::customers::routes(api);

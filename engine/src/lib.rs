@@ -13,6 +13,7 @@ pub mod http;
 pub mod identity;
 pub mod mail;
 pub mod meta;
+pub mod passkeys;
 // pub mod portal;
 // pub mod segments;
 pub mod storage;

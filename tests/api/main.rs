@@ -2,4 +2,5 @@
 
 mod identity;
 mod meta;
+mod passkeys;
 mod traders;

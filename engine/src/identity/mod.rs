@@ -1,13 +1,13 @@
 //! Operator identity: register (new tenant + owner), login/logout, `me`, sessions, password
 //! reset, e-mail verification and TOTP.
 
-mod login;
+pub(crate) mod login;
 mod model;
 mod sessions;
 mod tokens;
 mod totp;
 
-pub use model::{TenantView, UserView, load_tenant, load_user};
+pub use model::{TenantView, UserRow, UserView, load_tenant, load_user};
 pub use tokens::{TokenPurpose, issue_token};
 
 use crate::auth::Role;
