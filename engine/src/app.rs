@@ -39,6 +39,7 @@ pub fn register_all(api: &mut Api) {
     crate::payments::routes(api);
     crate::fx::routes(api);
     crate::traders::routes(api);
+    crate::passkeys::routes(api);
     crate::accounts::routes(api);
     crate::transactions::routes(api);
     crate::admin_traders::routes(api);

@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod mail;
 pub mod meta;
 pub mod money;
+pub mod passkeys;
 pub mod payments;
 pub mod portal;
 pub mod segments;

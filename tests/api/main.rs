@@ -10,6 +10,7 @@ mod identity;
 mod ledger;
 mod mail;
 mod meta;
+mod passkeys;
 mod payments;
 mod portal;
 mod segments;

@@ -1,7 +1,7 @@
 //! Operator identity: register (new tenant + owner), login/logout, `me`, sessions, password
 //! reset, e-mail verification and TOTP.
 
-mod login;
+pub(crate) mod login;
 mod model;
 mod sessions;
 mod tokens;
