@@ -35,6 +35,13 @@ pub struct Settings {
     /// WebAuthn relying-party id (the site's domain) and origin.
     pub webauthn_rp_id: String,
     pub webauthn_origin: String,
+    /// S3-compatible object storage: when a bucket is set, objects go there instead of
+    /// `data_dir/objects`.
+    pub s3_bucket: Option<String>,
+    pub s3_endpoint: Option<String>,
+    pub s3_region: String,
+    pub s3_access_key_id: Option<String>,
+    pub s3_secret_access_key: Option<String>,
 }
 
 impl Default for Settings {
@@ -55,6 +62,11 @@ impl Default for Settings {
             run_jobs: true,
             webauthn_rp_id: "localhost".into(),
             webauthn_origin: "http://localhost:4000".into(),
+            s3_bucket: None,
+            s3_endpoint: None,
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
         }
     }
 }
@@ -69,6 +81,8 @@ impl std::fmt::Debug for Settings {
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("public_url", &self.public_url)
             .field("cookie_secure", &self.cookie_secure)
+            .field("s3_bucket", &self.s3_bucket)
+            .field("s3_endpoint", &self.s3_endpoint)
             .finish_non_exhaustive()
     }
 }
@@ -172,6 +186,22 @@ impl Settings {
         }
         if let Some(v) = get("LUMIRE_WEBAUTHN_ORIGIN") {
             self.webauthn_origin = v;
+        }
+        let opt = |v: String| Some(v).filter(|s| !s.is_empty());
+        if let Some(v) = get("LUMIRE_S3_BUCKET") {
+            self.s3_bucket = opt(v);
+        }
+        if let Some(v) = get("LUMIRE_S3_ENDPOINT") {
+            self.s3_endpoint = opt(v);
+        }
+        if let Some(v) = get("LUMIRE_S3_REGION") {
+            self.s3_region = v;
+        }
+        if let Some(v) = get("LUMIRE_S3_ACCESS_KEY_ID") {
+            self.s3_access_key_id = opt(v);
+        }
+        if let Some(v) = get("LUMIRE_S3_SECRET_ACCESS_KEY") {
+            self.s3_secret_access_key = opt(v);
         }
         Ok(())
     }

@@ -13,6 +13,7 @@ mod meta;
 mod passkeys;
 mod payments;
 mod portal;
+mod s3_storage;
 mod segments;
 mod tags;
 mod team;

@@ -1,28 +1,8 @@
-//! Object storage behind one trait. The default keeps objects in a local directory
-//! (`$LUMIRE_DATA_DIR/objects`); an S3-compatible store implements the same trait.
+//! The default object store: files under a local directory.
 
 use std::path::PathBuf;
 
-use async_trait_free::BoxFuture;
-
-mod async_trait_free {
-    pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("invalid object key")]
-    BadKey,
-    #[error("object not found")]
-    NotFound,
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
-
-pub trait ObjectStore: Send + Sync {
-    fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, Result<(), StoreError>>;
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<u8>, StoreError>>;
-}
+use super::{BoxFuture, ObjectStore, StoreError, valid_key};
 
 pub struct LocalStore {
     root: PathBuf,
@@ -33,18 +13,8 @@ impl LocalStore {
         LocalStore { root }
     }
 
-    /// Keys are `tenant/purpose/id` made of safe characters only, so no key escapes the root.
     fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
-        let ok = !key.is_empty()
-            && key.split('/').all(|seg| {
-                !seg.is_empty()
-                    && seg != "."
-                    && seg != ".."
-                    && seg
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            });
-        if ok {
+        if valid_key(key) {
             Ok(self.root.join(key))
         } else {
             Err(StoreError::BadKey)
