@@ -81,6 +81,11 @@ impl TestApp {
     }
 
     /// A client with its own cookie jar (one browser).
+    /// A client without cookies or keys (public endpoints, 401 checks).
+    pub fn anonymous(&self) -> Client {
+        self.client()
+    }
+
     pub fn client(&self) -> Client {
         Client {
             base: self.base.clone(),
@@ -261,6 +266,15 @@ impl Client {
         let text = resp.text().await.unwrap_or_default();
         let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         (status, value)
+    }
+
+    /// A request builder for bodies that are not JSON values (raw bytes, signed payloads).
+    pub fn raw_request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{}", self.base, path));
+        match &self.bearer {
+            Some(b) => req.bearer_auth(b),
+            None => req,
+        }
     }
 
     pub async fn raw(

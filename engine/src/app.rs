@@ -24,6 +24,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub metrics: Arc<Metrics>,
     pub store: Arc<dyn ObjectStore>,
+    /// Encrypts tenants' stored secrets (provider webhook secrets, connector credentials).
+    pub secrets: Arc<crate::secrets::SecretBox>,
     /// The OpenAPI document, built once from the registry at start-up.
     pub openapi: Arc<OnceLock<serde_json::Value>>,
 }
@@ -79,8 +81,11 @@ impl App {
             })?),
             None => Arc::new(LocalStore::new(settings.data_dir.join("objects"))),
         };
+        let secrets =
+            crate::secrets::SecretBox::load(settings.secret_key.as_deref(), &settings.data_dir)?;
         let state = AppState {
             db,
+            secrets: Arc::new(secrets),
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::new()),
             store,

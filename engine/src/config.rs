@@ -42,6 +42,9 @@ pub struct Settings {
     pub s3_region: String,
     pub s3_access_key_id: Option<String>,
     pub s3_secret_access_key: Option<String>,
+    /// Key (32 bytes, base64) that encrypts tenants' stored secrets; without it the engine
+    /// keeps one in `data_dir/secret.key`.
+    pub secret_key: Option<String>,
 }
 
 impl Default for Settings {
@@ -67,6 +70,7 @@ impl Default for Settings {
             s3_region: "us-east-1".into(),
             s3_access_key_id: None,
             s3_secret_access_key: None,
+            secret_key: None,
         }
     }
 }
@@ -202,6 +206,9 @@ impl Settings {
         }
         if let Some(v) = get("LUMIRE_S3_SECRET_ACCESS_KEY") {
             self.s3_secret_access_key = opt(v);
+        }
+        if let Some(v) = get("LUMIRE_SECRET_KEY") {
+            self.secret_key = opt(v);
         }
         Ok(())
     }

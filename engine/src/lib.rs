@@ -21,6 +21,7 @@ pub mod money;
 pub mod passkeys;
 pub mod payments;
 pub mod portal;
+pub mod secrets;
 pub mod segments;
 pub mod storage;
 pub mod tags;

@@ -15,6 +15,7 @@ mod payments;
 mod portal;
 mod s3_storage;
 mod segments;
+mod stripe_webhooks;
 mod tags;
 mod team;
 mod tenants;

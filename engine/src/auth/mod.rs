@@ -22,6 +22,9 @@ pub enum ActorKind {
     ApiKey,
     /// A client of the broker in the portal.
     Customer,
+    /// The engine acting on a provider's signed notification (a Stripe webhook, ...);
+    /// `label` names the provider.
+    System,
 }
 
 /// The authenticated caller of a request, resolved once by [`authorize`].
@@ -61,6 +64,7 @@ impl Actor {
             ActorKind::Customer => self.customer_id.as_deref(),
             ActorKind::ApiKey => self.api_key_id.as_deref(),
             ActorKind::User => self.user_id.as_deref(),
+            ActorKind::System => Some(self.label.as_str()),
         }
     }
 
@@ -69,6 +73,25 @@ impl Actor {
             ActorKind::User => "user",
             ActorKind::ApiKey => "api_key",
             ActorKind::Customer => "customer",
+            ActorKind::System => "system",
+        }
+    }
+
+    /// The engine itself acting inside `tenant_id` on behalf of `source` (e.g. `stripe`).
+    pub fn system(tenant_id: &str, source: &str) -> Actor {
+        Actor {
+            tenant_id: tenant_id.to_string(),
+            kind: ActorKind::System,
+            user_id: None,
+            customer_id: None,
+            trader_id: None,
+            roles: Vec::new(),
+            session_id: None,
+            api_key_id: None,
+            impersonator_id: None,
+            label: source.to_string(),
+            ip: None,
+            scopes: None,
         }
     }
 }

@@ -31,6 +31,8 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("bad request: {detail}")]
+    BadRequest { code: &'static str, detail: String },
     #[error("conflict: {detail}")]
     Conflict { code: &'static str, detail: String },
     #[error("unprocessable: {detail}")]
@@ -63,6 +65,23 @@ impl ApiError {
         ApiError::Internal(e.to_string())
     }
 
+    /// A 400 that is not about one field (a bad signature, a missing configuration).
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// The problem's `detail`, as a client would read it.
+    pub fn detail(&self) -> String {
+        self.parts().3
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, &'static str, String) {
         match self {
             ApiError::Validation(errs) => (
@@ -87,6 +106,9 @@ impl ApiError {
                 "Not found",
                 format!("{what} not found"),
             ),
+            ApiError::BadRequest { code, detail } => {
+                (StatusCode::BAD_REQUEST, code, "Bad request", detail.clone())
+            }
             ApiError::Conflict { code, detail } => {
                 (StatusCode::CONFLICT, code, "Conflict", detail.clone())
             }

@@ -182,7 +182,7 @@ pub struct ApproveBody {
     notes: Option<String>,
 }
 
-async fn approve_one(
+pub(super) async fn approve_one(
     tx: &mut Tx,
     actor: &Actor,
     id: &str,
@@ -287,29 +287,38 @@ pub async fn reject(
     v.max_len("reason", reason.as_deref(), 500);
     v.finish()?;
     let mut tx = st.db.begin().await?;
-    let row = load_deposit(&mut *tx, &actor.tenant_id, &id).await?;
+    let view = reject_in(&mut tx, &actor, &id, &reason.unwrap_or_default()).await?;
+    tx.commit().await?;
+    Ok(Json(view))
+}
+
+pub(super) async fn reject_in(
+    tx: &mut Tx,
+    actor: &Actor,
+    id: &str,
+    reason: &str,
+) -> ApiResult<DepositView> {
+    let row = load_deposit(&mut **tx, &actor.tenant_id, id).await?;
     if row.status != "pending" && row.status != "approved" {
         return Err(illegal(&row, "rejected"));
     }
     let before = snapshot(&row);
     sqlx::query("UPDATE deposits SET status = 'rejected', reject_reason = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2")
         .bind(&actor.tenant_id)
-        .bind(&id)
-        .bind(&reason)
+        .bind(id)
+        .bind(reason)
         .bind(now())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
-    let view = finish(
-        &mut tx,
-        &actor,
-        &id,
+    finish(
+        tx,
+        actor,
+        id,
         "deposit.rejected",
         "deposit.reject",
         Some(&before),
     )
-    .await?;
-    tx.commit().await?;
-    Ok(Json(view))
+    .await
 }
 
 /// Posts the settlement and moves the deposit to settled. `gross` is what actually arrived.
@@ -321,7 +330,20 @@ async fn settle_with(
     partial: Option<(Decimal, Option<&str>)>,
 ) -> ApiResult<DepositView> {
     let mut tx = st.db.begin().await?;
-    let row = load_deposit(&mut *tx, &actor.tenant_id, id).await?;
+    let view = settle_in(&mut tx, actor, id, b, partial).await?;
+    tx.commit().await?;
+    Ok(view)
+}
+
+/// Settles inside the caller's transaction (the HTTP operations and provider webhooks).
+pub(super) async fn settle_in(
+    tx: &mut Tx,
+    actor: &Actor,
+    id: &str,
+    b: &SettleBody,
+    partial: Option<(Decimal, Option<&str>)>,
+) -> ApiResult<DepositView> {
+    let row = load_deposit(&mut **tx, &actor.tenant_id, id).await?;
     if row.status != "approved" {
         return Err(illegal(&row, "settled"));
     }
@@ -343,9 +365,8 @@ async fn settle_with(
         return Err(ApiError::field("feeAmount", "invalid settlement"));
     };
     let before = snapshot(&row);
-    let wallet =
-        ledger::trader_wallet(&mut tx, &actor.tenant_id, &row.trader_id, &row.currency).await?;
-    let cash = ledger::house_account(&mut tx, &actor.tenant_id, House::Cash, &row.currency).await?;
+    let wallet = ledger::trader_wallet(tx, &actor.tenant_id, &row.trader_id, &row.currency).await?;
+    let cash = ledger::house_account(tx, &actor.tenant_id, House::Cash, &row.currency).await?;
     let mut lines = vec![
         Line {
             account_id: wallet.id,
@@ -359,8 +380,7 @@ async fn settle_with(
         },
     ];
     if !s.fee.is_zero() {
-        let fees =
-            ledger::house_account(&mut tx, &actor.tenant_id, House::Fees, &row.currency).await?;
+        let fees = ledger::house_account(tx, &actor.tenant_id, House::Fees, &row.currency).await?;
         lines.push(Line {
             account_id: fees.id,
             currency: row.currency.clone(),
@@ -368,7 +388,7 @@ async fn settle_with(
         });
     }
     let entry = ledger::post(
-        &mut tx,
+        tx,
         &actor.tenant_id,
         NewEntry {
             kind: "deposit".into(),
@@ -382,7 +402,7 @@ async fn settle_with(
     )
     .await?;
     let transaction_id = common::record_transaction(
-        &mut tx,
+        tx,
         Movement {
             tenant_id: &actor.tenant_id,
             trader_id: &row.trader_id,
@@ -423,19 +443,17 @@ async fn settle_with(
     .bind(&transaction_id)
     .bind(payload.to_string())
     .bind(now())
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    let view = finish(
-        &mut tx,
+    finish(
+        tx,
         actor,
         id,
         "deposit.settled",
         "deposit.settle",
         Some(&before),
     )
-    .await?;
-    tx.commit().await?;
-    Ok(view)
+    .await
 }
 
 pub async fn settle(
@@ -511,13 +529,24 @@ pub async fn reverse(
     v.max_len("reason", reason.as_deref(), 500);
     v.finish()?;
     let mut tx = st.db.begin().await?;
-    let row = load_deposit(&mut *tx, &actor.tenant_id, &id).await?;
+    let view = reverse_in(&mut tx, &actor, &id, &reason.unwrap_or_default()).await?;
+    tx.commit().await?;
+    Ok(Json(view))
+}
+
+pub(super) async fn reverse_in(
+    tx: &mut Tx,
+    actor: &Actor,
+    id: &str,
+    reason: &str,
+) -> ApiResult<DepositView> {
+    let row = load_deposit(&mut **tx, &actor.tenant_id, id).await?;
     let (Some(entry_id), "settled") = (row.ledger_entry_id.clone(), row.status.as_str()) else {
         return Err(illegal(&row, "reversed"));
     };
     let before = snapshot(&row);
     let reversal = ledger::reverse(
-        &mut tx,
+        tx,
         &actor.tenant_id,
         &entry_id,
         "deposit_reversal",
@@ -525,30 +554,28 @@ pub async fn reverse(
     )
     .await?;
     if let Some(t) = &row.transaction_id {
-        common::mark_transaction_reversed(&mut tx, &actor.tenant_id, t).await?;
+        common::mark_transaction_reversed(tx, &actor.tenant_id, t).await?;
     }
     sqlx::query(
         "UPDATE deposits SET status = 'reversed', reversal_reason = $3, reversal_entry_id = $4, updated_at = $5
          WHERE tenant_id = $1 AND id = $2 AND status = 'settled'",
     )
     .bind(&actor.tenant_id)
-    .bind(&id)
-    .bind(&reason)
+    .bind(id)
+    .bind(reason)
     .bind(&reversal.id)
     .bind(now())
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    let view = finish(
-        &mut tx,
-        &actor,
-        &id,
+    finish(
+        tx,
+        actor,
+        id,
         "deposit.reversed",
         "deposit.reverse",
         Some(&before),
     )
-    .await?;
-    tx.commit().await?;
-    Ok(Json(view))
+    .await
 }
 
 #[derive(Deserialize)]

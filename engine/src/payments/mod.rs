@@ -7,6 +7,8 @@ mod deposits;
 mod methods;
 mod model;
 mod reconciliation;
+mod settings;
+mod stripe;
 mod withdrawals;
 
 use crate::auth::roles::{ADMINS, MONEY_WRITE, STAFF};
@@ -232,13 +234,19 @@ pub fn routes(api: &mut Api) {
         Op::get("/v1/payments/settings", "getPaymentsSettings", "payments")
             .summary("The tenant's payment policy (dual-control threshold). Not in the reference: added by this engine.")
             .staff(STAFF),
-        reconciliation::get_settings,
+        settings::get,
     );
     api.add(
         Op::patch("/v1/payments/settings", "patchPaymentsSettings", "payments")
-            .summary("Set the dual-control threshold: withdrawals at or above it need two distinct approvers (null turns it off).")
+            .summary("Set the dual-control threshold (withdrawals at or above it need two distinct approvers; null turns it off) and the Stripe webhook signing secret (write-only; the previous one stays valid for 24 hours).")
             .staff(ADMINS)
-            .body(r#"{"dualControlThreshold":"10000"}"#),
-        reconciliation::patch_settings,
+            .body(r#"{"dualControlThreshold":"10000","stripeWebhookSecret":"whsec_..."}"#),
+        settings::patch,
+    );
+    api.add(
+        Op::post("/v1/payments/webhooks/stripe", "postPaymentsWebhooksStripe", "payments")
+            .summary("Stripe webhook receiver (signature-verified): ?tenant=<slug>; settles, rejects or reverses the matching deposit; idempotent per Stripe event id.")
+            .action(),
+        stripe::receive,
     );
 }

@@ -1,19 +1,14 @@
-//! The reconciliation view and the tenant's payment settings.
+//! The reconciliation view: settled money per currency and how much of it is reconciled.
 
 use std::collections::{BTreeMap, HashMap};
 
 use axum::extract::{Query, State};
 use rust_decimal::Decimal;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::AppState;
-use crate::audit;
 use crate::auth::Actor;
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::json::ApiJson;
-use crate::http::patch::Patch;
-use crate::http::validate::Validator;
 use crate::ledger;
 use crate::util::{now, parse_time};
 
@@ -111,78 +106,4 @@ pub async fn view(
         );
     }
     Ok(Json(Value::Object(out)))
-}
-
-pub async fn get_settings(State(st): State<AppState>, actor: Actor) -> ApiResult<Json<Value>> {
-    let row: Option<(Option<String>, String)> = sqlx::query_as(
-        "SELECT dual_control_threshold, updated_at FROM payment_settings WHERE tenant_id = $1",
-    )
-    .bind(&actor.tenant_id)
-    .fetch_optional(st.db.pool())
-    .await?;
-    Ok(Json(match row {
-        Some((t, u)) => json!({"dualControlThreshold": t, "updatedAt": u}),
-        None => json!({"dualControlThreshold": null, "updatedAt": null}),
-    }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct SettingsBody {
-    #[serde(default)]
-    dual_control_threshold: Patch<String>,
-}
-
-pub async fn patch_settings(
-    State(st): State<AppState>,
-    actor: Actor,
-    ApiJson(b): ApiJson<SettingsBody>,
-) -> ApiResult<Json<Value>> {
-    let mut v = Validator::new();
-    let threshold = match &b.dual_control_threshold {
-        Patch::Value(s) => match ledger::currency::parse_amount(s, "XXX") {
-            Ok(d) => Some(d.to_string()),
-            Err(m) => {
-                v.fail("dualControlThreshold", m);
-                None
-            }
-        },
-        _ => None,
-    };
-    v.finish()?;
-    let mut tx = st.db.begin().await?;
-    let before: Option<(Option<String>,)> =
-        sqlx::query_as("SELECT dual_control_threshold FROM payment_settings WHERE tenant_id = $1")
-            .bind(&actor.tenant_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let before = before.and_then(|(t,)| t);
-    let new = match b.dual_control_threshold {
-        Patch::Missing => before.clone(),
-        Patch::Null => None,
-        Patch::Value(_) => threshold,
-    };
-    let ts = now();
-    sqlx::query(
-        "INSERT INTO payment_settings (tenant_id, dual_control_threshold, updated_at) VALUES ($1, $2, $3)
-         ON CONFLICT (tenant_id) DO UPDATE SET dual_control_threshold = $2, updated_at = $3",
-    )
-    .bind(&actor.tenant_id)
-    .bind(&new)
-    .bind(&ts)
-    .execute(&mut *tx)
-    .await?;
-    let after = json!({"dualControlThreshold": new, "updatedAt": ts});
-    audit::record(
-        &mut tx,
-        &actor,
-        "payments.settings_update",
-        "payment_settings",
-        Some(&actor.tenant_id),
-        Some(&json!({"dualControlThreshold": before})),
-        Some(&after),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Json(after))
 }
