@@ -20,6 +20,7 @@ pub mod meta;
 pub mod money;
 pub mod passkeys;
 pub mod payments;
+pub mod pdf;
 pub mod portal;
 pub mod secrets;
 pub mod segments;

@@ -11,6 +11,7 @@ mod ledger;
 mod mail;
 mod meta;
 mod passkeys;
+mod payment_documents;
 mod payments;
 mod portal;
 mod s3_storage;

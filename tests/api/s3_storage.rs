@@ -28,21 +28,25 @@ async fn moto() -> Moto {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server on PATH (pip install \"moto[server]\"; scripts/test installs it)");
-    let url = format!("http://127.0.0.1:{port}");
+    let mut moto = Moto {
+        child: Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server on PATH (pip install \"moto[server]\"; scripts/test installs it)"),
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let url = moto.url.clone();
     let http = reqwest::Client::new();
     // Bounded wait for the server to accept connections.
     for _ in 0..200 {
         if http.get(format!("{url}/moto-api/")).send().await.is_ok() {
-            return Moto { child, url };
+            return moto;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    let _ = moto.child.kill();
     panic!("moto_server did not start");
 }
 

@@ -272,7 +272,7 @@ async fn rotating_the_secret_keeps_the_previous_one_for_a_while() {
     );
     // Stored encrypted: the database never holds the secret in clear.
     let clear = app
-        .count(&format!("SELECT COUNT(*) FROM payment_settings WHERE tenant_id = $1 AND (stripe_webhook_secret LIKE '%whsec%' OR stripe_previous_secret LIKE '%whsec%')"), &owner.tenant_id)
+        .count("SELECT COUNT(*) FROM payment_settings WHERE tenant_id = $1 AND (stripe_webhook_secret LIKE '%whsec%' OR stripe_previous_secret LIKE '%whsec%')", &owner.tenant_id)
         .await;
     assert_eq!(clear, 0);
     // Clearing the secret disables the endpoint.

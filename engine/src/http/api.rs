@@ -90,6 +90,10 @@ impl Op {
         self.produces = "text/csv";
         self
     }
+    pub fn pdf(mut self) -> Op {
+        self.produces = "application/pdf";
+        self
+    }
 }
 
 pub struct Api {

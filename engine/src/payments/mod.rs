@@ -4,6 +4,7 @@
 mod balances;
 mod common;
 mod deposits;
+mod documents;
 mod methods;
 mod model;
 mod reconciliation;
@@ -225,10 +226,32 @@ pub fn routes(api: &mut Api) {
         reconciliation::view,
     );
     api.add(
-        Op::get("/v1/payments/traders/{id}/balances", "getPaymentsTradersIdBalances", "payments")
+        Op::get("/v1/payments/traders/{traderId}/balances", "getPaymentsTradersIdBalances", "payments")
             .summary("A trader's ledger balances per currency (available, held, total); ?at= for a past time. Not in the reference: added by this engine.")
             .staff(STAFF),
         balances::get,
+    );
+    api.add(
+        Op::get(
+            "/v1/payments/deposits/{id}/invoice.pdf",
+            "getPaymentsDepositsIdInvoicePdf",
+            "payments",
+        )
+        .summary("Invoice PDF for a settled (or settled then reversed) deposit, with the tenant's branding.")
+        .staff(STAFF)
+        .pdf(),
+        documents::invoice::get,
+    );
+    api.add(
+        Op::get(
+            "/v1/payments/traders/{traderId}/statement.pdf",
+            "getPaymentsTradersTraderIdStatementPdf",
+            "payments",
+        )
+        .summary("Monthly statement PDF for a trader (?month=YYYY-MM, default the current month): opening balance, every ledger movement, closing balance per account and currency.")
+        .staff(STAFF)
+        .pdf(),
+        documents::statement::get,
     );
     api.add(
         Op::get("/v1/payments/settings", "getPaymentsSettings", "payments")

@@ -66,10 +66,10 @@ pub fn stripe_secrets(st: &AppState, tenant_id: &str, row: &SettingsRow) -> Vec<
         .as_deref()
         .and_then(parse_time)
         .is_some_and(|until| until > chrono::Utc::now());
-    if let (Some(s), true) = (&row.stripe_previous_secret, previous_valid) {
-        if let Ok(p) = st.secrets.open(&ctx, s) {
-            out.push(p);
-        }
+    if let (Some(s), true) = (&row.stripe_previous_secret, previous_valid)
+        && let Ok(p) = st.secrets.open(&ctx, s)
+    {
+        out.push(p);
     }
     out
 }
