@@ -1,8 +1,13 @@
 //! Load generator: starts the engine in-process with a fresh database and a seeded tenant, then
-//! drives `GET /v1/traders/{id}` and `POST /v1/traders` from concurrent clients over loopback
-//! and prints requests per second and p50/p99 latency.
+//! drives the API from concurrent clients over loopback and prints throughput and p50/p99
+//! latency:
+//! - `traders`: `GET /v1/traders/{id}` and `POST /v1/traders`;
+//! - `money`: settled deposits (create, approve, settle: three requests, each one transaction,
+//!   the last posting to the ledger), all to one hot wallet, then spread over every seeded
+//!   trader. One "op" is one deposit carried to settled.
 //!
-//! usage: lumire-loadgen [--db sqlite|postgres] [--seconds N] [--concurrency N] [--seed N]
+//! usage: lumire-loadgen [--db sqlite|postgres] [--scenario traders|money|all] [--seconds N]
+//!                       [--concurrency N] [--seed N]
 //! PostgreSQL: LUMIRE_LOADGEN_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres); a
 //! database is created for the run and dropped afterwards.
 
@@ -16,6 +21,7 @@ use serde_json::json;
 
 struct Args {
     db: String,
+    scenario: String,
     seconds: u64,
     concurrency: usize,
     seed: usize,
@@ -24,6 +30,7 @@ struct Args {
 fn parse_args() -> anyhow::Result<Args> {
     let mut a = Args {
         db: "sqlite".into(),
+        scenario: "all".into(),
         seconds: 10,
         concurrency: 16,
         seed: 1000,
@@ -33,6 +40,7 @@ fn parse_args() -> anyhow::Result<Args> {
         let val = it.next().with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--db" => a.db = val,
+            "--scenario" => a.scenario = val,
             "--seconds" => a.seconds = val.parse()?,
             "--concurrency" => a.concurrency = val.parse()?,
             "--seed" => a.seed = val.parse()?,
@@ -123,11 +131,73 @@ async fn run(args: &Args, settings: Settings) -> anyhow::Result<()> {
     }
     let ids = Arc::new(ids);
     println!(
-        "lumire-loadgen: db={} concurrency={} seconds={} seeded_traders={}",
-        args.db, args.concurrency, args.seconds, args.seed
+        "lumire-loadgen: db={} scenario={} concurrency={} seconds={} seeded_traders={}",
+        args.db, args.scenario, args.concurrency, args.seconds, args.seed
     );
+    if args.scenario == "traders" || args.scenario == "all" {
+        traders(args, &client, &base, &ids).await;
+    }
+    if args.scenario == "money" || args.scenario == "all" {
+        let hot = Arc::new(vec![ids[0].clone()]);
+        let o = measure(args, deposit_cycle(&client, &base, hot)).await;
+        report("settled deposit (hot)", &o, args.seconds);
+        let o = measure(args, deposit_cycle(&client, &base, ids.clone())).await;
+        report("settled deposit (many)", &o, args.seconds);
+    }
+    let _ = stop_tx.send(());
+    let _ = server.await;
+    Ok(())
+}
+
+/// One deposit carried from creation to settled, to the trader `n` picks.
+fn deposit_cycle(
+    client: &reqwest::Client,
+    base: &str,
+    ids: Arc<Vec<String>>,
+) -> impl Fn(
+    u64,
+)
+    -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, reqwest::Error>> + Send>>
++ Clone
++ Send
++ Sync
++ 'static {
+    let (client, base) = (client.clone(), base.to_string());
+    move |n| {
+        let (client, base) = (client.clone(), base.clone());
+        let trader = ids[n as usize % ids.len()].clone();
+        Box::pin(async move {
+            let r = client
+                .post(format!("{base}/v1/payments/deposits"))
+                .json(&json!({"traderId": trader, "kind": "bank_wire", "amount": "100.00", "currency": "USD"}))
+                .send()
+                .await?;
+            if r.status().as_u16() != 201 {
+                return Ok(false);
+            }
+            let d: serde_json::Value = r.json().await?;
+            let id = d["id"].as_str().unwrap_or_default().to_string();
+            let r = client
+                .post(format!("{base}/v1/payments/deposits/approve"))
+                .json(&json!({"id": id}))
+                .send()
+                .await?;
+            if r.status().as_u16() != 200 {
+                return Ok(false);
+            }
+            let r = client
+                .post(format!("{base}/v1/payments/deposits/settle"))
+                .json(&json!({"id": id, "feeAmount": "1.50"}))
+                .send()
+                .await?;
+            Ok(r.status().as_u16() == 200)
+        })
+    }
+}
+
+async fn traders(args: &Args, client: &reqwest::Client, base: &str, ids: &Arc<Vec<String>>) {
     let get = measure(args, {
-        let (client, base, ids) = (client.clone(), base.clone(), ids.clone());
+        let (client, base, ids) = (client.clone(), base.to_string(), ids.clone());
         move |n| {
             let url = format!("{base}/v1/traders/{}", ids[n as usize % ids.len()]);
             let client = client.clone();
@@ -143,7 +213,7 @@ async fn run(args: &Args, settings: Settings) -> anyhow::Result<()> {
     .await;
     report("GET /v1/traders/{id}", &get, args.seconds);
     let post = measure(args, {
-        let (client, base) = (client.clone(), base.clone());
+        let (client, base) = (client.clone(), base.to_string());
         let run = ulid::Ulid::new().to_string().to_lowercase();
         move |n| {
             let url = format!("{base}/v1/traders");
@@ -161,9 +231,6 @@ async fn run(args: &Args, settings: Settings) -> anyhow::Result<()> {
     })
     .await;
     report("POST /v1/traders", &post, args.seconds);
-    let _ = stop_tx.send(());
-    let _ = server.await;
-    Ok(())
 }
 
 struct Outcome {
