@@ -10,6 +10,7 @@ mod identity;
 mod ledger;
 mod mail;
 mod meta;
+mod money_invariants;
 mod passkeys;
 mod payment_documents;
 mod payments;

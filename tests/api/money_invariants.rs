@@ -1,0 +1,342 @@
+//! A seeded, reproducible random walk through the money operations over HTTP. Every response
+//! must be the one a simple model of the balances predicts (201/200 when the funds cover it,
+//! 409 when they do not), and at the end every currency's postings sum to zero, no balance is
+//! below its floor, every maintained balance equals the sum of its postings, and the balances
+//! endpoint reports exactly what the model expects.
+//!
+//! `LUMIRE_TEST_SEED` picks the seed (default 7) and `LUMIRE_TEST_OPS` the number of
+//! operations (default 2400).
+
+use std::collections::HashMap;
+
+use lumire_tests::{Member, TestApp};
+use reqwest::StatusCode;
+use rust_decimal::Decimal;
+use serde_json::json;
+
+/// xorshift64*: small, deterministic, good enough to pick operations.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    /// An amount in cents between `lo` and `hi`.
+    fn cents(&mut self, lo: i64, hi: i64) -> Decimal {
+        Decimal::new(lo + (self.next() % (hi - lo + 1) as u64) as i64, 2)
+    }
+}
+
+#[derive(Default)]
+struct Wallet {
+    available: Decimal,
+    held: Decimal,
+}
+
+struct Deposit {
+    id: String,
+    trader: usize,
+    status: &'static str,
+    net: Decimal,
+}
+
+struct Withdrawal {
+    id: String,
+    trader: usize,
+    status: &'static str,
+    amount: Decimal,
+}
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn pick<T>(rng: &mut Rng, items: &[T], want: impl Fn(&T) -> bool) -> Option<usize> {
+    let candidates: Vec<usize> = (0..items.len()).filter(|&i| want(&items[i])).collect();
+    (!candidates.is_empty()).then(|| candidates[rng.below(candidates.len())])
+}
+
+async fn expect(
+    m: &Member,
+    path: &str,
+    body: serde_json::Value,
+    want: StatusCode,
+) -> serde_json::Value {
+    let (s, b) = m.post(path, body.clone()).await;
+    assert_eq!(s, want, "{path} {body} -> {b}");
+    b
+}
+
+#[tokio::test]
+async fn random_money_operations_keep_every_invariant() {
+    let seed = env_or("LUMIRE_TEST_SEED", 7);
+    let ops = env_or("LUMIRE_TEST_OPS", 2400);
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let app = TestApp::spawn().await;
+    let owner = app.register_owner().await;
+    let mut traders = Vec::new();
+    for i in 0..6 {
+        let (s, t) = owner
+            .post(
+                "/v1/traders",
+                json!({"email": format!("walk{i}@client.example")}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{t}");
+        traders.push(t["id"].as_str().unwrap().to_string());
+    }
+    let mut wallets: Vec<Wallet> = (0..traders.len()).map(|_| Wallet::default()).collect();
+    let mut deposits: Vec<Deposit> = Vec::new();
+    let mut withdrawals: Vec<Withdrawal> = Vec::new();
+    let mut counts: HashMap<&str, u64> = HashMap::new();
+
+    for _ in 0..ops {
+        let op = rng.below(10);
+        match op {
+            0 | 1 => {
+                let t = rng.below(traders.len());
+                let amount = rng.cents(100, 50_000);
+                let d = expect(&owner, "/v1/payments/deposits", json!({"traderId": traders[t], "kind": "bank_wire", "amount": amount.to_string(), "currency": "USD"}), StatusCode::CREATED).await;
+                deposits.push(Deposit {
+                    id: d["id"].as_str().unwrap().into(),
+                    trader: t,
+                    status: "pending",
+                    net: amount,
+                });
+                *counts.entry("deposit.create").or_default() += 1;
+            }
+            2 => {
+                if let Some(i) = pick(&mut rng, &deposits, |d| d.status == "pending") {
+                    expect(
+                        &owner,
+                        "/v1/payments/deposits/approve",
+                        json!({"id": deposits[i].id}),
+                        StatusCode::OK,
+                    )
+                    .await;
+                    deposits[i].status = "approved";
+                    *counts.entry("deposit.approve").or_default() += 1;
+                }
+            }
+            3 => {
+                if let Some(i) = pick(&mut rng, &deposits, |d| d.status == "approved") {
+                    // A fee of up to 5 % of the gross.
+                    let fee = (deposits[i].net * Decimal::new(rng.below(6) as i64, 2)).round_dp(2);
+                    expect(
+                        &owner,
+                        "/v1/payments/deposits/settle",
+                        json!({"id": deposits[i].id, "feeAmount": fee.to_string()}),
+                        StatusCode::OK,
+                    )
+                    .await;
+                    deposits[i].net -= fee;
+                    deposits[i].status = "settled";
+                    wallets[deposits[i].trader].available += deposits[i].net;
+                    *counts.entry("deposit.settle").or_default() += 1;
+                }
+            }
+            4 => {
+                // Rejecting, or reversing a settled deposit (409 when the wallet no longer
+                // holds its net); an illegal transition sometimes, which must be 409.
+                if let Some(i) = pick(&mut rng, &deposits, |_| true) {
+                    let d = &mut deposits[i];
+                    match d.status {
+                        "pending" | "approved" => {
+                            expect(
+                                &owner,
+                                "/v1/payments/deposits/reject",
+                                json!({"id": d.id, "reason": "walk"}),
+                                StatusCode::OK,
+                            )
+                            .await;
+                            d.status = "rejected";
+                        }
+                        "settled" => {
+                            let w = &mut wallets[d.trader];
+                            if w.available >= d.net {
+                                expect(
+                                    &owner,
+                                    "/v1/payments/deposits/reverse",
+                                    json!({"id": d.id, "reason": "chargeback"}),
+                                    StatusCode::OK,
+                                )
+                                .await;
+                                w.available -= d.net;
+                                d.status = "reversed";
+                            } else {
+                                expect(
+                                    &owner,
+                                    "/v1/payments/deposits/reverse",
+                                    json!({"id": d.id, "reason": "chargeback"}),
+                                    StatusCode::CONFLICT,
+                                )
+                                .await;
+                            }
+                        }
+                        _ => {
+                            expect(
+                                &owner,
+                                "/v1/payments/deposits/approve",
+                                json!({"id": d.id}),
+                                StatusCode::CONFLICT,
+                            )
+                            .await;
+                        }
+                    }
+                    *counts.entry("deposit.reject_reverse").or_default() += 1;
+                }
+            }
+            5 | 6 => {
+                let t = rng.below(traders.len());
+                let amount = rng.cents(100, 40_000);
+                let w = &mut wallets[t];
+                let body = json!({"traderId": traders[t], "kind": "bank_wire", "amount": amount.to_string(), "currency": "USD"});
+                if w.available >= amount {
+                    let r = expect(
+                        &owner,
+                        "/v1/payments/withdrawals",
+                        body,
+                        StatusCode::CREATED,
+                    )
+                    .await;
+                    w.available -= amount;
+                    w.held += amount;
+                    withdrawals.push(Withdrawal {
+                        id: r["id"].as_str().unwrap().into(),
+                        trader: t,
+                        status: "pending",
+                        amount,
+                    });
+                } else {
+                    expect(
+                        &owner,
+                        "/v1/payments/withdrawals",
+                        body,
+                        StatusCode::CONFLICT,
+                    )
+                    .await;
+                }
+                *counts.entry("withdrawal.create").or_default() += 1;
+            }
+            7 => {
+                if let Some(i) = pick(&mut rng, &withdrawals, |w| w.status == "pending") {
+                    expect(
+                        &owner,
+                        "/v1/payments/withdrawals/approve",
+                        json!({"id": withdrawals[i].id}),
+                        StatusCode::OK,
+                    )
+                    .await;
+                    withdrawals[i].status = "approved";
+                    *counts.entry("withdrawal.approve").or_default() += 1;
+                }
+            }
+            8 => {
+                if let Some(i) = pick(&mut rng, &withdrawals, |w| w.status == "approved") {
+                    expect(
+                        &owner,
+                        "/v1/payments/withdrawals/settle",
+                        json!({"id": withdrawals[i].id}),
+                        StatusCode::OK,
+                    )
+                    .await;
+                    withdrawals[i].status = "settled";
+                    wallets[withdrawals[i].trader].held -= withdrawals[i].amount;
+                    *counts.entry("withdrawal.settle").or_default() += 1;
+                }
+            }
+            _ => {
+                if let Some(i) = pick(&mut rng, &withdrawals, |w| {
+                    w.status == "pending" || w.status == "approved"
+                }) {
+                    let w = &mut withdrawals[i];
+                    expect(
+                        &owner,
+                        "/v1/payments/withdrawals/reject",
+                        json!({"id": w.id, "reason": "walk"}),
+                        StatusCode::OK,
+                    )
+                    .await;
+                    w.status = "rejected";
+                    let wallet = &mut wallets[w.trader];
+                    wallet.held -= w.amount;
+                    wallet.available += w.amount;
+                    *counts.entry("withdrawal.reject").or_default() += 1;
+                }
+            }
+        }
+    }
+
+    // The ledger's own check: entries balance per currency, maintained balances equal their
+    // postings, no account below its floor.
+    let report = lumire_engine::ledger::verify(app.db.pool(), &owner.tenant_id)
+        .await
+        .unwrap();
+    assert!(report.ok(), "seed {seed}: {:?}", report.problems);
+    let negative = app
+        .count(
+            "SELECT COUNT(*) FROM ledger_accounts WHERE tenant_id = $1 AND floor_amount IS NOT NULL AND CAST(balance AS NUMERIC) < CAST(floor_amount AS NUMERIC)",
+            &owner.tenant_id,
+        )
+        .await;
+    assert_eq!(negative, 0, "seed {seed}");
+    // Every currency's postings sum to zero.
+    let sums: Vec<(String, String)> =
+        sqlx::query_as("SELECT currency, amount FROM postings WHERE tenant_id = $1")
+            .bind(&owner.tenant_id)
+            .fetch_all(app.db.pool())
+            .await
+            .unwrap();
+    let mut per: HashMap<String, Decimal> = HashMap::new();
+    for (c, a) in sums {
+        *per.entry(c).or_default() += a.parse::<Decimal>().unwrap();
+    }
+    assert!(per.values().all(Decimal::is_zero), "seed {seed}: {per:?}");
+    // What the API reports is what the model expects, trader by trader.
+    for (i, t) in traders.iter().enumerate() {
+        let (s, b) = owner
+            .get(&format!("/v1/payments/traders/{t}/balances"))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let usd = b["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["currency"] == "USD");
+        let (available, held) = usd
+            .map(|u| {
+                (
+                    u["available"].as_str().unwrap().parse::<Decimal>().unwrap(),
+                    u["held"].as_str().unwrap().parse::<Decimal>().unwrap(),
+                )
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            (available, held),
+            (wallets[i].available, wallets[i].held),
+            "seed {seed}, trader {i}"
+        );
+    }
+    let total: u64 = counts.values().sum();
+    assert!(total >= ops / 2, "the walk did real work: {counts:?}");
+    for k in [
+        "deposit.settle",
+        "withdrawal.settle",
+        "withdrawal.reject",
+        "deposit.reject_reverse",
+    ] {
+        assert!(
+            counts.get(k).copied().unwrap_or(0) > 0,
+            "{k} never ran: {counts:?}"
+        );
+    }
+}
