@@ -47,6 +47,7 @@ pub fn register_all(api: &mut Api) {
     crate::portal::routes(api);
     crate::tags::routes(api);
     crate::segments::routes(api);
+    crate::webhooks::routes(api);
 }
 
 /// The OpenAPI document without a database or server (for `lumire openapi`).
@@ -152,10 +153,22 @@ async fn run_jobs(state: AppState, mut stop: watch::Receiver<bool>) {
             }
         }
     };
+    let webhooks = match crate::webhooks::Worker::new(&state.settings) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::error!(error = %e, "webhook worker unavailable; deliveries stay queued");
+            None
+        }
+    };
     let mut tick: u64 = 0;
     loop {
         if let Err(e) = mailer.run_once(&state.db).await {
             tracing::warn!(error = %e, "mail job failed");
+        }
+        if let Some(w) = &webhooks
+            && let Err(e) = w.run_once(&state.db).await
+        {
+            tracing::warn!(error = %e, "webhook job failed");
         }
         if tick.is_multiple_of(300)
             && let Err(e) = crate::housekeeping::purge(&state.db).await

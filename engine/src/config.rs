@@ -30,7 +30,7 @@ pub struct Settings {
     pub login_window_secs: i64,
     /// Largest database pool size.
     pub db_max_connections: u32,
-    /// Run background jobs (mail delivery) in this process.
+    /// Run background jobs (mail and webhook delivery) in this process.
     pub run_jobs: bool,
     /// WebAuthn relying-party id (the site's domain) and origin.
     pub webauthn_rp_id: String,
@@ -42,6 +42,9 @@ pub struct Settings {
     pub s3_region: String,
     pub s3_access_key_id: Option<String>,
     pub s3_secret_access_key: Option<String>,
+    /// Let webhook URLs reach loopback, private, link-local and other non-public addresses
+    /// (receivers on an internal network; tests). Off by default: an SSRF guard.
+    pub webhook_allow_private: bool,
 }
 
 impl Default for Settings {
@@ -67,6 +70,7 @@ impl Default for Settings {
             s3_region: "us-east-1".into(),
             s3_access_key_id: None,
             s3_secret_access_key: None,
+            webhook_allow_private: false,
         }
     }
 }
@@ -83,6 +87,7 @@ impl std::fmt::Debug for Settings {
             .field("cookie_secure", &self.cookie_secure)
             .field("s3_bucket", &self.s3_bucket)
             .field("s3_endpoint", &self.s3_endpoint)
+            .field("webhook_allow_private", &self.webhook_allow_private)
             .finish_non_exhaustive()
     }
 }
@@ -202,6 +207,9 @@ impl Settings {
         }
         if let Some(v) = get("LUMIRE_S3_SECRET_ACCESS_KEY") {
             self.s3_secret_access_key = opt(v);
+        }
+        if let Some(v) = get("LUMIRE_WEBHOOK_ALLOW_PRIVATE") {
+            self.webhook_allow_private = parse("LUMIRE_WEBHOOK_ALLOW_PRIVATE", v)?;
         }
         Ok(())
     }

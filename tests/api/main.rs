@@ -21,3 +21,4 @@ mod tenants;
 mod traders;
 mod transactions;
 mod users;
+mod webhooks;
