@@ -114,7 +114,10 @@ async fn subscribe(m: &Member, url: &str, events: Value) -> (String, String) {
 }
 
 async fn new_trader(m: &Member) -> String {
-    let email = format!("{}@example.com", ulid::Ulid::new().to_string().to_lowercase());
+    let email = format!(
+        "{}@example.com",
+        ulid::Ulid::new().to_string().to_lowercase()
+    );
     let (s, t) = m.post("/v1/traders", json!({"email": email})).await;
     assert_eq!(s, StatusCode::CREATED, "{t}");
     t["id"].as_str().unwrap().to_string()
@@ -238,7 +241,10 @@ async fn trader_created_is_delivered_signed_once() {
             .post(&format!("/v1/webhooks/deliveries/{id}/retry"), json!({}))
             .await,
         stranger
-            .post(&format!("/v1/webhooks/subscriptions/{sub_id}/test"), json!({}))
+            .post(
+                &format!("/v1/webhooks/subscriptions/{sub_id}/test"),
+                json!({}),
+            )
             .await,
         stranger
             .delete(&format!("/v1/webhooks/subscriptions/{sub_id}"))
@@ -295,7 +301,10 @@ async fn failures_back_off_then_die_and_can_be_retried_by_hand() {
     for h in &hits {
         verify(&secret, h);
         assert_eq!(h.body, hits[0].body);
-        assert_eq!(h.header("x-lumire-delivery"), hits[0].header("x-lumire-delivery"));
+        assert_eq!(
+            h.header("x-lumire-delivery"),
+            hits[0].header("x-lumire-delivery")
+        );
     }
     make_due(&app, &owner.tenant_id).await;
     assert_eq!(run(&app).await, 0, "dead deliveries are not retried");
@@ -310,14 +319,19 @@ async fn failures_back_off_then_die_and_can_be_retried_by_hand() {
     let compliance = app.member(&owner, &["compliance"]).await;
     let (s, _) = compliance.post(&retry, json!({})).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    assert_eq!(owner.anonymous().post(&retry, json!({})).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        owner.anonymous().post(&retry, json!({})).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 
     // A delivery a worker holds right now cannot be re-queued.
-    sqlx::query("UPDATE webhook_deliveries SET lease_until = '2999-01-01T00:00:00.000Z' WHERE id = $1")
-        .bind(&id)
-        .execute(app.db.pool())
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE webhook_deliveries SET lease_until = '2999-01-01T00:00:00.000Z' WHERE id = $1",
+    )
+    .bind(&id)
+    .execute(app.db.pool())
+    .await
+    .unwrap();
     let (s, b) = owner.post(&retry, json!({})).await;
     assert_problem(s, &b, StatusCode::CONFLICT, "delivery_in_flight");
     sqlx::query("UPDATE webhook_deliveries SET lease_until = NULL WHERE id = $1")
@@ -372,7 +386,10 @@ async fn test_event_is_sent_now_and_delete_abandons_queued_deliveries() {
     verify(&secret, &hits[0]);
     assert_eq!(hits[0].header("x-lumire-event"), "webhook.test");
     assert_eq!(hits[0].json()["data"]["subscriptionId"], sub.as_str());
-    assert_eq!(hits[0].header("x-lumire-delivery"), d["id"].as_str().unwrap());
+    assert_eq!(
+        hits[0].header("x-lumire-delivery"),
+        d["id"].as_str().unwrap()
+    );
 
     // A failing test is attempted once, then dead; it can be retried by hand.
     rx.answer(503);
@@ -384,12 +401,22 @@ async fn test_event_is_sent_now_and_delete_abandons_queued_deliveries() {
     );
     let failed = d["id"].as_str().unwrap().to_string();
     let (s, r) = owner
-        .post(&format!("/v1/webhooks/deliveries/{failed}/retry"), json!({}))
+        .post(
+            &format!("/v1/webhooks/deliveries/{failed}/retry"),
+            json!({}),
+        )
         .await;
-    assert_eq!((s, &r["status"]), (StatusCode::OK, &json!("pending")), "{r}");
+    assert_eq!(
+        (s, &r["status"]),
+        (StatusCode::OK, &json!("pending")),
+        "{r}"
+    );
 
     let finance = app.member(&owner, &["finance"]).await;
-    assert_eq!(finance.post(&test, json!({})).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        finance.post(&test, json!({})).await.0,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(
         finance
             .delete(&format!("/v1/webhooks/subscriptions/{sub}"))
@@ -417,7 +444,10 @@ async fn test_event_is_sent_now_and_delete_abandons_queued_deliveries() {
     assert_eq!(abandoned["error"], "subscription deleted");
     assert!(abandoned["nextAttemptAt"].is_null());
     let (s, b) = owner
-        .post(&format!("/v1/webhooks/deliveries/{failed}/retry"), json!({}))
+        .post(
+            &format!("/v1/webhooks/deliveries/{failed}/retry"),
+            json!({}),
+        )
         .await;
     assert_problem(s, &b, StatusCode::CONFLICT, "subscription_deleted");
     assert_eq!(run(&app).await, 0);
@@ -425,7 +455,9 @@ async fn test_event_is_sent_now_and_delete_abandons_queued_deliveries() {
     for action in ["webhook_subscription.delete", "webhook_subscription.test"] {
         assert!(
             app.count(
-                &format!("SELECT COUNT(*) FROM audit_log WHERE tenant_id = $1 AND action = '{action}'"),
+                &format!(
+                    "SELECT COUNT(*) FROM audit_log WHERE tenant_id = $1 AND action = '{action}'"
+                ),
                 &owner.tenant_id
             )
             .await
@@ -475,10 +507,7 @@ async fn private_and_loopback_urls_are_refused_without_the_setting() {
     // A subscription whose target becomes private later (re-pointed DNS; simulated by editing
     // the row) is refused at delivery time and nothing reaches the receiver.
     let (sub, _) = subscribe(&owner, "https://93.184.215.14/hook", json!(["*"])).await;
-    for target in [
-        rx.url.clone(),
-        format!("http://localhost:{}/hook", rx.port),
-    ] {
+    for target in [rx.url.clone(), format!("http://localhost:{}/hook", rx.port)] {
         sqlx::query("UPDATE webhook_subscriptions SET url = $2 WHERE tenant_id = $1")
             .bind(&owner.tenant_id)
             .bind(&target)
@@ -501,8 +530,8 @@ async fn concurrent_workers_deliver_each_event_exactly_once() {
     let app = private_app().await;
     let rx = Receiver::start().await;
     let owner = app.register_owner().await;
-    let (_sub, secret) = subscribe(&owner, &rx.url, json!(["trader.*"])).await;
-    let (_sub2, _) = subscribe(&owner, &rx.url, json!(["trader.created"])).await;
+    let (sub1, secret1) = subscribe(&owner, &rx.url, json!(["trader.*"])).await;
+    let (sub2, secret2) = subscribe(&owner, &rx.url, json!(["trader.created"])).await;
     for _ in 0..6 {
         new_trader(&owner).await;
     }
@@ -532,7 +561,20 @@ async fn concurrent_workers_deliver_each_event_exactly_once() {
     events.sort();
     events.dedup();
     assert_eq!(events.len(), 6);
-    verify(&secret, &hits[0]);
+    let (_, page) = owner.get("/v1/webhooks/deliveries?limit=100").await;
+    for d in page["data"].as_array().unwrap() {
+        let hit = hits
+            .iter()
+            .find(|h| h.header("x-lumire-delivery") == d["id"].as_str().unwrap())
+            .unwrap();
+        let secret = if d["subscriptionId"] == sub1.as_str() {
+            &secret1
+        } else {
+            assert_eq!(d["subscriptionId"], sub2.as_str());
+            &secret2
+        };
+        verify(secret, hit);
+    }
     assert_eq!(
         app.count(
             "SELECT COUNT(*) FROM webhook_deliveries WHERE tenant_id = $1 AND status = 'succeeded' AND attempts = 1",
@@ -630,21 +672,48 @@ async fn access_scopes_and_validation() {
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     assert_eq!(b["events"], json!(["deposit.*"]));
-    assert_eq!(writer.get("/v1/webhooks/subscriptions").await.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        writer.get("/v1/webhooks/subscriptions").await.0,
+        StatusCode::FORBIDDEN
+    );
 
     for (body, field) in [
         (json!({"events": ["*"]}), "url"),
         (json!({"url": "", "events": ["*"]}), "url"),
         (json!({"url": "not a url", "events": ["*"]}), "url"),
-        (json!({"url": format!("https://example.com/{}", "a".repeat(2100)), "events": ["*"]}), "url"),
+        (
+            json!({"url": format!("https://example.com/{}", "a".repeat(2100)), "events": ["*"]}),
+            "url",
+        ),
         (json!({"url": "https://example.com"}), "events"),
-        (json!({"url": "https://example.com", "events": []}), "events"),
-        (json!({"url": "https://example.com", "events": ["Trader.Created"]}), "events"),
-        (json!({"url": "https://example.com", "events": ["trader*"]}), "events"),
-        (json!({"url": "https://example.com", "events": "trader.*"}), "events"),
-        (json!({"url": "https://example.com", "events": ["*"], "description": "d".repeat(501)}), "description"),
-        (json!({"url": "https://example.com", "events": ["*"], "secret": "mine"}), "secret"),
-        (json!({"url": "https://example.com", "events": ["*"], "isActive": "yes"}), "isActive"),
+        (
+            json!({"url": "https://example.com", "events": []}),
+            "events",
+        ),
+        (
+            json!({"url": "https://example.com", "events": ["Trader.Created"]}),
+            "events",
+        ),
+        (
+            json!({"url": "https://example.com", "events": ["trader*"]}),
+            "events",
+        ),
+        (
+            json!({"url": "https://example.com", "events": "trader.*"}),
+            "events",
+        ),
+        (
+            json!({"url": "https://example.com", "events": ["*"], "description": "d".repeat(501)}),
+            "description",
+        ),
+        (
+            json!({"url": "https://example.com", "events": ["*"], "secret": "mine"}),
+            "secret",
+        ),
+        (
+            json!({"url": "https://example.com", "events": ["*"], "isActive": "yes"}),
+            "isActive",
+        ),
     ] {
         let (s, b) = owner.post("/v1/webhooks/subscriptions", body).await;
         assert_field_error(s, &b, field);
@@ -661,7 +730,11 @@ async fn access_scopes_and_validation() {
             json!({"url": "https://93.184.215.14/c", "events": ["*"], "isActive": false}),
         )
         .await;
-    assert_eq!((s, &b["isActive"]), (StatusCode::CREATED, &json!(false)), "{b}");
+    assert_eq!(
+        (s, &b["isActive"]),
+        (StatusCode::CREATED, &json!(false)),
+        "{b}"
+    );
     let (_, list) = owner.get("/v1/webhooks/subscriptions?isActive=false").await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
     assert_eq!(

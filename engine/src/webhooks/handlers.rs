@@ -302,7 +302,10 @@ pub async fn test_subscription(
     let row = worker
         .attempt(&st.db, &actor.tenant_id, &delivery_id)
         .await?;
-    Ok((StatusCode::CREATED, Json(DeliveryView::new(row, Utc::now()))))
+    Ok((
+        StatusCode::CREATED,
+        Json(DeliveryView::new(row, Utc::now())),
+    ))
 }
 
 pub async fn list_deliveries(

@@ -58,7 +58,17 @@ mod tests {
         for ok in ["*", "trader.created", "trader.*", "a.b_c.*", "x1"] {
             assert!(problem(ok).is_none(), "{ok}");
         }
-        for bad in ["", "Trader.created", "trader.", ".x", "a..b", "a.*.b", "a*", "**", "a b"] {
+        for bad in [
+            "",
+            "Trader.created",
+            "trader.",
+            ".x",
+            "a..b",
+            "a.*.b",
+            "a*",
+            "**",
+            "a b",
+        ] {
             assert!(problem(bad).is_some(), "{bad}");
         }
     }

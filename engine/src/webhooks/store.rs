@@ -74,7 +74,11 @@ pub struct CreatedView {
 }
 
 /// A live (not deleted) subscription of the tenant, or 404.
-pub async fn load_subscription<'e, E>(exec: E, tenant_id: &str, id: &str) -> ApiResult<SubscriptionRow>
+pub async fn load_subscription<'e, E>(
+    exec: E,
+    tenant_id: &str,
+    id: &str,
+) -> ApiResult<SubscriptionRow>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {

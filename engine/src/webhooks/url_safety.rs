@@ -130,9 +130,8 @@ impl reqwest::dns::Resolve for SafeResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if let Some(bad) = addrs.iter().find(|a| blocked(a.ip())) {
                 return Err(refused(&host, bad.ip()).into());
             }
@@ -213,5 +212,17 @@ mod tests {
             let url = parse(u).unwrap();
             assert!(check_at_create(&url).await.is_err(), "{u}");
         }
+    }
+
+    #[tokio::test]
+    async fn resolver_refuses_names_of_private_addresses() {
+        use reqwest::dns::Resolve;
+        use std::str::FromStr;
+        let name = reqwest::dns::Name::from_str("localhost").unwrap();
+        let err = match SafeResolver.resolve(name).await {
+            Ok(_) => panic!("localhost must be refused"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("localhost"), "{err}");
     }
 }

@@ -14,8 +14,8 @@ use serde_json::Value;
 use super::patterns;
 use super::signing;
 use super::store::{
-    self, DEAD, DeliveryRow, NewDelivery, PENDING, RETRYING, SUB_COLUMNS,
-    SUCCEEDED, SubscriptionRow,
+    self, DEAD, DeliveryRow, NewDelivery, PENDING, RETRYING, SUB_COLUMNS, SUCCEEDED,
+    SubscriptionRow,
 };
 use super::url_safety::{self, SafeResolver};
 use crate::config::Settings;
@@ -34,7 +34,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Response bodies and errors are kept up to this many bytes.
 pub const KEEP_BYTES: usize = 1024;
 const FANOUT_BATCH: i64 = 200;
-const DELIVERY_BATCH: i64 = 50;
+pub const DELIVERY_BATCH: i64 = 50;
 const PARALLEL: usize = 8;
 
 /// Delay before the attempt after `attempts` failed ones.
@@ -111,7 +111,13 @@ impl Worker {
 
     /// Takes the row for this worker if it is due and nobody holds it. Portable: a conditional
     /// UPDATE, and the row count says who won.
-    async fn claim(&self, db: &Db, tenant_id: &str, id: &str, now: DateTime<Utc>) -> ApiResult<bool> {
+    async fn claim(
+        &self,
+        db: &Db,
+        tenant_id: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> ApiResult<bool> {
         let current = fmt_time(now);
         let r = sqlx::query(
             "UPDATE webhook_deliveries SET lease_until = $3, claimed_by = $4
@@ -165,7 +171,10 @@ impl Worker {
             .client
             .post(url)
             .header("content-type", "application/json")
-            .header(signing::SIGNATURE_HEADER, signing::header_value(&sub.secret, t, &d.body))
+            .header(
+                signing::SIGNATURE_HEADER,
+                signing::header_value(&sub.secret, t, &d.body),
+            )
             .header(signing::EVENT_HEADER, &d.event_type)
             .header(signing::DELIVERY_HEADER, &d.id)
             .body(d.body.clone());
@@ -209,7 +218,15 @@ impl Worker {
                     (DEAD, None, attempts, code, body, Some(error), None)
                 } else {
                     let next = now + chrono::Duration::seconds(backoff_secs(attempts));
-                    (RETRYING, Some(fmt_time(next)), attempts, code, body, Some(error), None)
+                    (
+                        RETRYING,
+                        Some(fmt_time(next)),
+                        attempts,
+                        code,
+                        body,
+                        Some(error),
+                        None,
+                    )
                 }
             }
             Outcome::Abandoned { error } => (DEAD, None, d.attempts, None, None, Some(error), None),
@@ -240,10 +257,19 @@ impl Worker {
 }
 
 enum Outcome {
-    Succeeded { code: u16, body: String },
-    Failed { code: Option<u16>, body: Option<String>, error: String },
+    Succeeded {
+        code: u16,
+        body: String,
+    },
+    Failed {
+        code: Option<u16>,
+        body: Option<String>,
+        error: String,
+    },
     /// Not sent and not retried (the subscription is gone).
-    Abandoned { error: String },
+    Abandoned {
+        error: String,
+    },
 }
 
 impl Outcome {
