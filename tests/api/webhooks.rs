@@ -754,3 +754,26 @@ async fn access_scopes_and_validation() {
         3
     );
 }
+
+#[tokio::test]
+async fn the_job_loop_delivers_on_its_own() {
+    let app = TestApp::spawn_with(|s| {
+        s.webhook_allow_private = true;
+        s.run_jobs = true;
+    })
+    .await;
+    let rx = Receiver::start().await;
+    let owner = app.register_owner().await;
+    let (_sub, secret) = subscribe(&owner, &rx.url, json!(["trader.created"])).await;
+    new_trader(&owner).await;
+    // Bounded poll: the loop runs every 2 seconds.
+    for _ in 0..200 {
+        if !rx.hits().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let hits = rx.hits();
+    assert_eq!(hits.len(), 1, "delivered by the job loop");
+    verify(&secret, &hits[0]);
+}
