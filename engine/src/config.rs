@@ -242,6 +242,15 @@ mod tests {
     }
 
     #[test]
+    fn webhooks_refuse_private_targets_unless_allowed() {
+        let mut s = Settings::default();
+        assert!(!s.webhook_allow_private);
+        s.apply_env(|k| (k == "LUMIRE_WEBHOOK_ALLOW_PRIVATE").then(|| "true".into()))
+            .unwrap();
+        assert!(s.webhook_allow_private);
+    }
+
+    #[test]
     fn debug_redacts_passwords() {
         let s = Settings {
             database_url: "postgres://u:secret@h/db".into(),
