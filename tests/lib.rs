@@ -15,6 +15,8 @@ pub use serde_json;
 pub struct TestApp {
     pub base: String,
     pub db: Db,
+    /// The engine's state, for driving background jobs directly (`webhooks::run_once`).
+    pub state: lumire_engine::AppState,
     cleanup: Cleanup,
     _stop: tokio::sync::oneshot::Sender<()>,
 }
@@ -68,6 +70,7 @@ impl TestApp {
         let app = App::build(settings).await.expect("engine starts");
         let port = app.port();
         let db = app.state().db.clone();
+        let state = app.state().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(app.run_until(async move {
             let _ = rx.await;
@@ -75,6 +78,7 @@ impl TestApp {
         TestApp {
             base: format!("http://127.0.0.1:{port}"),
             db,
+            state,
             cleanup,
             _stop: tx,
         }

@@ -49,6 +49,7 @@ pub fn register_all(api: &mut Api) {
     crate::portal::routes(api);
     crate::tags::routes(api);
     crate::segments::routes(api);
+    crate::webhooks::routes(api);
 }
 
 /// The OpenAPI document without a database or server (for `lumire openapi`).
@@ -157,6 +158,8 @@ async fn run_jobs(state: AppState, mut stop: watch::Receiver<bool>) {
             }
         }
     };
+    // Webhooks run in their own loop, so slow receivers never hold up mail or housekeeping.
+    let webhooks = tokio::spawn(run_webhooks(state.clone(), stop.clone()));
     let mut tick: u64 = 0;
     loop {
         if let Err(e) = mailer.run_once(&state.db).await {
@@ -168,6 +171,37 @@ async fn run_jobs(state: AppState, mut stop: watch::Receiver<bool>) {
             tracing::warn!(error = %e, "housekeeping failed");
         }
         tick = tick.wrapping_add(1);
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+    let _ = webhooks.await;
+}
+
+async fn run_webhooks(state: AppState, mut stop: watch::Receiver<bool>) {
+    let worker = match crate::webhooks::Worker::new(&state.settings, state.secrets.clone()) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "webhook worker unavailable; deliveries stay queued");
+            return;
+        }
+    };
+    loop {
+        // A full batch means more may be due: go again at once.
+        let busy = match worker.run_once(&state.db).await {
+            Ok(n) => n >= crate::webhooks::worker::DELIVERY_BATCH as usize,
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook job failed");
+                false
+            }
+        };
+        if *stop.borrow() {
+            break;
+        }
+        if busy {
+            continue;
+        }
         tokio::select! {
             _ = stop.changed() => break,
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}

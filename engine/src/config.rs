@@ -30,7 +30,7 @@ pub struct Settings {
     pub login_window_secs: i64,
     /// Largest database pool size.
     pub db_max_connections: u32,
-    /// Run background jobs (mail delivery) in this process.
+    /// Run background jobs (mail and webhook delivery) in this process.
     pub run_jobs: bool,
     /// WebAuthn relying-party id (the site's domain) and origin.
     pub webauthn_rp_id: String,
@@ -45,6 +45,9 @@ pub struct Settings {
     /// Key (32 bytes, base64) that encrypts tenants' stored secrets; without it the engine
     /// keeps one in `data_dir/secret.key`.
     pub secret_key: Option<String>,
+    /// Let webhook URLs reach loopback, private, link-local and other non-public addresses
+    /// (receivers on an internal network; tests). Off by default: an SSRF guard.
+    pub webhook_allow_private: bool,
 }
 
 impl Default for Settings {
@@ -71,6 +74,7 @@ impl Default for Settings {
             s3_access_key_id: None,
             s3_secret_access_key: None,
             secret_key: None,
+            webhook_allow_private: false,
         }
     }
 }
@@ -87,6 +91,7 @@ impl std::fmt::Debug for Settings {
             .field("cookie_secure", &self.cookie_secure)
             .field("s3_bucket", &self.s3_bucket)
             .field("s3_endpoint", &self.s3_endpoint)
+            .field("webhook_allow_private", &self.webhook_allow_private)
             .finish_non_exhaustive()
     }
 }
@@ -210,6 +215,9 @@ impl Settings {
         if let Some(v) = get("LUMIRE_SECRET_KEY") {
             self.secret_key = opt(v);
         }
+        if let Some(v) = get("LUMIRE_WEBHOOK_ALLOW_PRIVATE") {
+            self.webhook_allow_private = parse("LUMIRE_WEBHOOK_ALLOW_PRIVATE", v)?;
+        }
         Ok(())
     }
 }
@@ -238,6 +246,15 @@ mod tests {
             .apply_env(|k| (k == "LUMIRE_MAX_BODY_BYTES").then(|| "lots".into()))
             .unwrap_err();
         assert!(err.to_string().contains("LUMIRE_MAX_BODY_BYTES"));
+    }
+
+    #[test]
+    fn webhooks_refuse_private_targets_unless_allowed() {
+        let mut s = Settings::default();
+        assert!(!s.webhook_allow_private);
+        s.apply_env(|k| (k == "LUMIRE_WEBHOOK_ALLOW_PRIVATE").then(|| "true".into()))
+            .unwrap();
+        assert!(s.webhook_allow_private);
     }
 
     #[test]

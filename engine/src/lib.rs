@@ -31,6 +31,7 @@ pub mod tenants;
 pub mod traders;
 pub mod transactions;
 pub mod util;
+pub mod webhooks;
 
 pub use app::{App, AppState};
 pub use config::Settings;

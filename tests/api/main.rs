@@ -24,3 +24,4 @@ mod tenants;
 mod traders;
 mod transactions;
 mod users;
+mod webhooks;
