@@ -18,7 +18,7 @@ use super::rules::{RuleRow, active_deposit_rules, stored};
 use crate::audit;
 use crate::auth::Actor;
 use crate::credit_lines::domain::{self as credit, Movement, NewLine, to_json};
-use crate::credit_lines::model::{CreditLineRow, KIND_BONUS, LINE_SELECT, load_line};
+use crate::credit_lines::model::{CreditLineRow, KIND_BONUS, load_line};
 use crate::db::Tx;
 use crate::events;
 use crate::http::error::{ApiError, ApiResult};
@@ -178,19 +178,12 @@ async fn bonus_line(
     trader_id: &str,
     currency: &str,
 ) -> ApiResult<CreditLineRow> {
-    let found: Option<CreditLineRow> = sqlx::query_as(&format!(
-        "{LINE_SELECT}$1 AND cl.trader_id = $2 AND cl.currency = $3 AND cl.kind = $4 AND cl.deleted_at IS NULL"
-    ))
-    .bind(&actor.tenant_id)
-    .bind(trader_id)
-    .bind(currency)
-    .bind(KIND_BONUS)
-    .fetch_optional(&mut **tx)
-    .await?;
-    if let Some(line) = found {
+    if let Some(line) =
+        credit::live_line(tx, &actor.tenant_id, trader_id, currency, KIND_BONUS).await?
+    {
         return Ok(line);
     }
-    let line = credit::open_line(
+    let opened = credit::open_line(
         tx,
         actor,
         NewLine {
@@ -204,6 +197,12 @@ async fn bonus_line(
         },
     )
     .await?;
+    let Some(line) = opened else {
+        // A concurrent settlement opened it first.
+        return credit::live_line(tx, &actor.tenant_id, trader_id, currency, KIND_BONUS)
+            .await?
+            .ok_or_else(|| ApiError::internal("live bonus line vanished"));
+    };
     let after = to_json(&line.clone().view()?);
     events::emit(
         tx,

@@ -10,7 +10,9 @@
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::model::{CreditLineRow, EntryView, account_kind, house_for, load_entry, load_line};
+use super::model::{
+    CreditLineRow, EntryView, LINE_SELECT, account_kind, house_for, load_entry, load_line,
+};
 use crate::auth::Actor;
 use crate::db::Tx;
 use crate::http::error::{ApiError, ApiResult};
@@ -27,29 +29,57 @@ pub struct NewLine<'a> {
     pub metadata: String,
 }
 
-/// Inserts a line and opens its ledger account. A second live line of the same trader,
-/// currency and kind is 409 `credit_line_exists`.
-pub async fn open_line(tx: &mut Tx, actor: &Actor, l: NewLine<'_>) -> ApiResult<CreditLineRow> {
+/// The trader's live line of this kind and currency, if any.
+pub async fn live_line(
+    tx: &mut Tx,
+    tenant_id: &str,
+    trader_id: &str,
+    currency: &str,
+    kind: &str,
+) -> ApiResult<Option<CreditLineRow>> {
+    Ok(sqlx::query_as(&format!(
+        "{LINE_SELECT}$1 AND cl.trader_id = $2 AND cl.currency = $3 AND cl.kind = $4 AND cl.deleted_at IS NULL"
+    ))
+    .bind(tenant_id)
+    .bind(trader_id)
+    .bind(currency)
+    .bind(kind)
+    .fetch_optional(&mut **tx)
+    .await?)
+}
+
+/// Inserts a line and opens its ledger account. `None` when the trader already has a live line
+/// of this kind and currency: the row is claimed first (`ON CONFLICT DO NOTHING` on the
+/// live-line unique index), so a racing request waits for the other and then sees its line
+/// instead of failing the whole transaction, and no account is opened for a line that lost.
+pub async fn open_line(
+    tx: &mut Tx,
+    actor: &Actor,
+    l: NewLine<'_>,
+) -> ApiResult<Option<CreditLineRow>> {
     let tenant = &actor.tenant_id;
-    let dup: Option<(String,)> = sqlx::query_as(
-        "SELECT id FROM credit_lines WHERE tenant_id = $1 AND trader_id = $2 AND currency = $3 AND kind = $4 AND deleted_at IS NULL",
+    let id = new_id();
+    let ts = now();
+    let claimed = sqlx::query(
+        "INSERT INTO credit_lines (tenant_id, id, trader_id, customer_id, kind, currency, credit_limit, terms, metadata, ledger_account_id, created_by, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, '', $10, $11, $11) ON CONFLICT DO NOTHING",
     )
     .bind(tenant)
+    .bind(&id)
     .bind(l.trader_id)
-    .bind(l.currency)
+    .bind(l.customer_id)
     .bind(l.kind)
-    .fetch_optional(&mut **tx)
+    .bind(l.currency)
+    .bind(l.limit.map(|d| d.to_string()))
+    .bind(l.terms)
+    .bind(&l.metadata)
+    .bind(actor.user_id.as_deref())
+    .bind(&ts)
+    .execute(&mut **tx)
     .await?;
-    if let Some((existing,)) = dup {
-        return Err(ApiError::conflict(
-            "credit_line_exists",
-            format!(
-                "The trader already has a live {} line in {} ({existing}).",
-                l.kind, l.currency
-            ),
-        ));
+    if claimed.rows_affected() == 0 {
+        return Ok(None);
     }
-    let id = new_id();
     let code = format!("credit_line:{id}");
     let account = ledger::open_account(
         tx,
@@ -64,33 +94,13 @@ pub async fn open_line(tx: &mut Tx, actor: &Actor, l: NewLine<'_>) -> ApiResult<
         },
     )
     .await?;
-    let ts = now();
-    sqlx::query(
-        "INSERT INTO credit_lines (tenant_id, id, trader_id, customer_id, kind, currency, credit_limit, terms, metadata, ledger_account_id, created_by, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
-    )
-    .bind(tenant)
-    .bind(&id)
-    .bind(l.trader_id)
-    .bind(l.customer_id)
-    .bind(l.kind)
-    .bind(l.currency)
-    .bind(l.limit.map(|d| d.to_string()))
-    .bind(l.terms)
-    .bind(&l.metadata)
-    .bind(&account.id)
-    .bind(actor.user_id.as_deref())
-    .bind(&ts)
-    .execute(&mut **tx)
-    .await
-    .map_err(|e| match e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => ApiError::conflict(
-            "credit_line_exists",
-            "The trader already has a live line of this kind in this currency.",
-        ),
-        other => other.into(),
-    })?;
-    load_line(&mut **tx, tenant, &id).await
+    sqlx::query("UPDATE credit_lines SET ledger_account_id = $3 WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant)
+        .bind(&id)
+        .bind(&account.id)
+        .execute(&mut **tx)
+        .await?;
+    load_line(&mut **tx, tenant, &id).await.map(Some)
 }
 
 /// One grant or revoke.

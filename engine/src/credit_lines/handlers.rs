@@ -125,6 +125,16 @@ async fn resolve_party(
         .ok_or_else(|| ApiError::field(field, "is not a trader of this tenant"))
 }
 
+fn line_exists(existing: &CreditLineRow) -> ApiError {
+    ApiError::conflict(
+        "credit_line_exists",
+        format!(
+            "The trader already has a live credit line in {} ({}).",
+            existing.currency, existing.id
+        ),
+    )
+}
+
 pub async fn create(
     State(st): State<AppState>,
     actor: Actor,
@@ -167,7 +177,18 @@ pub async fn create(
         b.customer_id.as_deref(),
     )
     .await?;
-    let line = domain::open_line(
+    if let Some(existing) = domain::live_line(
+        &mut tx,
+        &actor.tenant_id,
+        &trader_id,
+        &currency,
+        KIND_CREDIT,
+    )
+    .await?
+    {
+        return Err(line_exists(&existing));
+    }
+    let opened = domain::open_line(
         &mut tx,
         &actor,
         NewLine {
@@ -181,6 +202,22 @@ pub async fn create(
         },
     )
     .await?;
+    let line = match opened {
+        Some(line) => line,
+        None => {
+            // Another request opened one meanwhile.
+            let existing = domain::live_line(
+                &mut tx,
+                &actor.tenant_id,
+                &trader_id,
+                &currency,
+                KIND_CREDIT,
+            )
+            .await?
+            .ok_or_else(|| ApiError::internal("live credit line vanished"))?;
+            return Err(line_exists(&existing));
+        }
+    };
     let view = line.view()?;
     let after = to_json(&view);
     events::emit(
