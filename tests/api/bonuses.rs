@@ -648,3 +648,38 @@ async fn rule_crud_access_and_validation() {
         );
     }
 }
+
+#[tokio::test]
+async fn racing_replays_issue_once() {
+    let app = TestApp::spawn().await;
+    let owner = app.register_owner().await;
+    let t = trader(&owner).await;
+    let d = deposit(&owner, &t, "100.00", "USD").await;
+    rule(
+        &owner,
+        json!({"name": "Late", "kind": "fixed", "value": "7.00", "currency": "USD"}),
+    )
+    .await;
+    let path = format!("/v1/bonuses/replay/{d}");
+    let (r1, r2, r3, r4) = tokio::join!(
+        owner.post(&path, json!({})),
+        owner.post(&path, json!({})),
+        owner.post(&path, json!({})),
+        owner.post(&path, json!({}))
+    );
+    let results = [r1, r2, r3, r4];
+    let issued: usize = results
+        .iter()
+        .map(|(s, r)| {
+            assert!(
+                *s == StatusCode::OK || *s == StatusCode::CONFLICT,
+                "{s} {r}"
+            );
+            r["issued"].as_array().map_or(0, Vec::len)
+        })
+        .sum();
+    assert_eq!(issued, 1, "{results:?}");
+    assert_eq!(balance(&owner, &t, "USD").await["bonus"], "7.00");
+    assert_eq!(issued_for(&owner, &d).await.len(), 1);
+    ledger_ok(&app, &owner.tenant_id).await;
+}

@@ -432,3 +432,56 @@ async fn access_validation_and_tenancy() {
         .await;
     assert_field_error(s, &b, "amount");
 }
+
+#[tokio::test]
+async fn racing_grants_cannot_pass_the_limit_and_keys_replay() {
+    let app = TestApp::spawn().await;
+    let owner = app.register_owner().await;
+    let t = trader(&owner).await;
+    let l = line(&owner, &t, "500.00").await;
+    let id = l["id"].as_str().unwrap();
+    let path = format!("/v1/credit-lines/{id}/grant");
+    let body = || json!({"amount": "200.00"});
+    let (r1, r2, r3, r4) = tokio::join!(
+        owner.post(&path, body()),
+        owner.post(&path, body()),
+        owner.post(&path, body()),
+        owner.post(&path, body())
+    );
+    let results = [r1, r2, r3, r4];
+    let ok = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(ok, 2, "{results:?}");
+    for (s, b) in results.iter().filter(|(s, _)| *s != StatusCode::CREATED) {
+        assert_eq!(*s, StatusCode::CONFLICT, "{b}");
+    }
+    assert_eq!(usd_balance(&owner, &t).await["credit"], "400.00");
+
+    // The same Idempotency-Key moves money once and replays the first answer.
+    let key = [("Idempotency-Key", "grant-once-1")];
+    let first = owner
+        .raw(
+            reqwest::Method::POST,
+            &path,
+            Some(json!({"amount": "50.00"})),
+            &key,
+        )
+        .await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let again = owner
+        .raw(
+            reqwest::Method::POST,
+            &path,
+            Some(json!({"amount": "50.00"})),
+            &key,
+        )
+        .await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(first["id"], again["id"]);
+    assert_eq!(usd_balance(&owner, &t).await["credit"], "450.00");
+    ledger_ok(&app, &owner.tenant_id).await;
+}
