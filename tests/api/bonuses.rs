@@ -683,3 +683,69 @@ async fn racing_replays_issue_once() {
     assert_eq!(issued_for(&owner, &d).await.len(), 1);
     ledger_ok(&app, &owner.tenant_id).await;
 }
+
+/// Sends a signed Stripe event to the tenant's webhook endpoint.
+async fn stripe_event(app: &TestApp, slug: &str, secret: &str, event: Value) -> Value {
+    use hmac::{Hmac, Mac};
+    let body = event.to_string();
+    let t = chrono::Utc::now().timestamp();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    let sig = hex::encode(mac.finalize().into_bytes());
+    let r = app
+        .anonymous()
+        .raw_request(
+            reqwest::Method::POST,
+            &format!("/v1/payments/webhooks/stripe?tenant={slug}"),
+        )
+        .header("content-type", "application/json")
+        .header("stripe-signature", format!("t={t},v1={sig}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn provider_webhooks_issue_and_claw_back_too() {
+    let app = TestApp::spawn().await;
+    let owner = app.register_owner().await;
+    let secret = "whsec_bonus_test_0123456789";
+    let (s, b) = owner
+        .patch(
+            "/v1/payments/settings",
+            json!({"stripeWebhookSecret": secret}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let t = trader(&owner).await;
+    rule(
+        &owner,
+        json!({"name": "Card 3.33%", "kind": "percent", "value": "3.33", "currency": "USD"}),
+    )
+    .await;
+    let (s, d) = owner
+        .post("/v1/payments/deposits", json!({"traderId": t, "kind": "card", "amount": "99.99", "currency": "USD", "externalId": "pi_bonus"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    let d = d["id"].as_str().unwrap().to_string();
+    let ev = json!({"id": "evt_b1", "object": "event", "type": "payment_intent.succeeded", "livemode": false,
+        "data": {"object": {"id": "pi_bonus", "object": "payment_intent", "amount": 9999,
+                            "amount_received": 9999, "currency": "usd", "metadata": {}}}});
+    let b = stripe_event(&app, &owner.slug, secret, ev).await;
+    assert_eq!(b["outcome"], "settled", "{b}");
+    // 3.33% of 99.99 = 3.329667 → 3.32.
+    let log = issued_for(&owner, &d).await;
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0]["amount"], "3.32");
+    assert_eq!(balance(&owner, &t, "USD").await["bonus"], "3.32");
+    let dispute = json!({"id": "evt_b2", "type": "charge.dispute.created",
+        "data": {"object": {"id": "dp_b", "object": "dispute", "payment_intent": "pi_bonus", "amount": 9999, "currency": "usd"}}});
+    let b = stripe_event(&app, &owner.slug, secret, dispute).await;
+    assert_eq!(b["outcome"], "reversed", "{b}");
+    assert_eq!(issued_for(&owner, &d).await[0]["status"], "clawed_back");
+    assert_eq!(balance(&owner, &t, "USD").await["bonus"], "0.00");
+    ledger_ok(&app, &owner.tenant_id).await;
+}
