@@ -485,3 +485,44 @@ async fn racing_grants_cannot_pass_the_limit_and_keys_replay() {
     assert_eq!(usd_balance(&owner, &t).await["credit"], "450.00");
     ledger_ok(&app, &owner.tenant_id).await;
 }
+
+#[tokio::test]
+async fn a_racing_delete_and_grant_never_strand_credit() {
+    let app = TestApp::spawn().await;
+    let owner = app.register_owner().await;
+    let t = trader(&owner).await;
+    for _ in 0..3 {
+        let l = line(&owner, &t, "100.00").await;
+        let id = l["id"].as_str().unwrap();
+        let (grant_path, line_path) = (
+            format!("/v1/credit-lines/{id}/grant"),
+            format!("/v1/credit-lines/{id}"),
+        );
+        let (grant, delete) = tokio::join!(
+            owner.post(&grant_path, json!({"amount": "10.00"})),
+            owner.delete(&line_path)
+        );
+        let (_, after) = owner.get(&format!("/v1/credit-lines/{id}")).await;
+        match (grant.0, delete.0) {
+            (StatusCode::CREATED, StatusCode::CONFLICT) => {
+                assert_eq!(delete.1["code"], "credit_outstanding");
+                assert_eq!(after["outstanding"], "10.00");
+                let (s, _) = owner
+                    .post(
+                        &format!("/v1/credit-lines/{id}/revoke"),
+                        json!({"amount": "10.00"}),
+                    )
+                    .await;
+                assert_eq!(s, StatusCode::CREATED);
+                let (s, _) = owner.delete(&format!("/v1/credit-lines/{id}")).await;
+                assert_eq!(s, StatusCode::NO_CONTENT);
+            }
+            (StatusCode::CONFLICT, StatusCode::NO_CONTENT) => {
+                assert_eq!(grant.1["code"], "credit_line_deleted");
+                assert_eq!(after["outstanding"], "0");
+            }
+            other => panic!("unexpected outcome {other:?}: {grant:?} {delete:?}"),
+        }
+    }
+    ledger_ok(&app, &owner.tenant_id).await;
+}

@@ -160,6 +160,7 @@ pub async fn grant(
         },
     )
     .await?;
+    still_live(tx, tenant, line).await?;
     let after = balance_after(&posted, &line.ledger_account_id)?;
     if let Some(limit) = line.limit()?
         && after > limit
@@ -249,8 +250,37 @@ pub async fn revoke(
         LedgerError::InsufficientFunds(_) => exceeds(current.balance),
         other => other.into(),
     })?;
+    still_live(tx, tenant, line).await?;
     let after = balance_after(&posted, &line.ledger_account_id)?;
     record_entry(tx, tenant, actor, line, "revoke", &m, after, &posted.id).await
+}
+
+/// Re-reads the line after its account row is locked by the posting: a delete that committed
+/// while this movement waited for the lock is seen here, so nothing moves on a deleted line.
+async fn still_live(tx: &mut Tx, tenant: &str, line: &CreditLineRow) -> ApiResult<()> {
+    live(&load_line(&mut **tx, tenant, &line.id).await?)
+}
+
+/// Locks a line's account row (PostgreSQL; SQLite write transactions are exclusive already) and
+/// returns what is outstanding, for a delete that must not race a grant.
+pub async fn lock_outstanding(
+    tx: &mut Tx,
+    tenant: &str,
+    line: &CreditLineRow,
+) -> ApiResult<Decimal> {
+    let lock = if tx.backend_name() == "PostgreSQL" {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let (balance,): (String,) = sqlx::query_as(&format!(
+        "SELECT balance FROM ledger_accounts WHERE tenant_id = $1 AND id = $2{lock}"
+    ))
+    .bind(tenant)
+    .bind(&line.ledger_account_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(ledger::dec(&balance)?)
 }
 
 fn balance_after(posted: &ledger::PostedEntry, account_id: &str) -> ApiResult<Decimal> {

@@ -263,13 +263,15 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let mut tx = st.db.begin().await?;
     let line = load_line(&mut *tx, &actor.tenant_id, &id).await?;
+    let outstanding = domain::lock_outstanding(&mut tx, &actor.tenant_id, &line).await?;
+    // Read again under the lock: a racing delete may have committed meanwhile.
+    let line = load_line(&mut *tx, &actor.tenant_id, &id).await?;
     if line.deleted_at.is_some() {
         return Err(ApiError::conflict(
             "credit_line_deleted",
             "This credit line has already been deleted.",
         ));
     }
-    let outstanding = line.outstanding()?;
     if !outstanding.is_zero() {
         return Err(ApiError::conflict(
             "credit_outstanding",
