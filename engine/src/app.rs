@@ -39,6 +39,8 @@ pub fn register_all(api: &mut Api) {
     crate::tenants::routes(api);
     crate::audit::routes(api);
     crate::payments::routes(api);
+    crate::credit_lines::routes(api);
+    crate::bonuses::routes(api);
     crate::fx::routes(api);
     crate::traders::routes(api);
     crate::passkeys::routes(api);

@@ -3,6 +3,8 @@
 mod accounts;
 mod admin_traders;
 mod api_keys;
+mod bonuses;
+mod credit_lines;
 mod customers;
 mod fx;
 mod idempotency;

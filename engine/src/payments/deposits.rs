@@ -445,6 +445,9 @@ pub(super) async fn settle_in(
     .bind(now())
     .execute(&mut **tx)
     .await?;
+    // Bonuses the deposit earns are issued in the settlement's own transaction (HTTP and
+    // provider webhooks alike).
+    crate::bonuses::on_deposit_settled(tx, actor, id).await?;
     finish(
         tx,
         actor,
@@ -567,6 +570,8 @@ pub(super) async fn reverse_in(
     .bind(now())
     .execute(&mut **tx)
     .await?;
+    // The bonuses it paid are clawed back in the same transaction.
+    crate::bonuses::on_deposit_reversed(tx, actor, id).await?;
     finish(
         tx,
         actor,
