@@ -51,6 +51,8 @@ pub fn register_all(api: &mut Api) {
     crate::portal::routes(api);
     crate::tags::routes(api);
     crate::segments::routes(api);
+    crate::symbols::routes(api);
+    crate::trading_groups::routes(api);
     crate::webhooks::routes(api);
 }
 

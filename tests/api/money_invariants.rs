@@ -290,6 +290,36 @@ async fn random_money_operations_keep_every_invariant() {
                     *counts.entry("withdrawal.settle").or_default() += 1;
                 }
             }
+            10 => {
+                // A credit grant: refused (409) when it would pass the line's limit.
+                let t = rng.below(traders.len());
+                let amount = rng.cents(100, 40_000);
+                let w = &mut wallets[t];
+                let path = format!("/v1/credit-lines/{}/grant", w.credit_line);
+                let body = json!({"amount": amount.to_string()});
+                if w.credit + amount <= Decimal::new(CREDIT_LIMIT, 0) {
+                    expect(&owner, &path, body, StatusCode::CREATED).await;
+                    w.credit += amount;
+                } else {
+                    expect(&owner, &path, body, StatusCode::CONFLICT).await;
+                }
+                *counts.entry("credit.grant").or_default() += 1;
+            }
+            11 => {
+                // A revoke: refused (409) above what is outstanding.
+                let t = rng.below(traders.len());
+                let amount = rng.cents(100, 40_000);
+                let w = &mut wallets[t];
+                let path = format!("/v1/credit-lines/{}/revoke", w.credit_line);
+                let body = json!({"amount": amount.to_string()});
+                if amount <= w.credit {
+                    expect(&owner, &path, body, StatusCode::CREATED).await;
+                    w.credit -= amount;
+                } else {
+                    expect(&owner, &path, body, StatusCode::CONFLICT).await;
+                }
+                *counts.entry("credit.revoke").or_default() += 1;
+            }
             _ => {
                 if let Some(i) = pick(&mut rng, &withdrawals, |w| {
                     w.status == "pending" || w.status == "approved"
@@ -348,20 +378,27 @@ async fn random_money_operations_keep_every_invariant() {
             .unwrap()
             .iter()
             .find(|x| x["currency"] == "USD");
-        let (available, held) = usd
-            .map(|u| {
-                (
-                    u["available"].as_str().unwrap().parse::<Decimal>().unwrap(),
-                    u["held"].as_str().unwrap().parse::<Decimal>().unwrap(),
-                )
-            })
-            .unwrap_or_default();
+        let field = |k: &str| {
+            usd.and_then(|u| u[k].as_str())
+                .map(|v| v.parse::<Decimal>().unwrap())
+                .unwrap_or_default()
+        };
+        let w = &wallets[i];
         assert_eq!(
-            (available, held),
-            (wallets[i].available, wallets[i].held),
-            "seed {seed}, trader {i}"
+            (
+                field("available"),
+                field("held"),
+                field("credit"),
+                field("bonus")
+            ),
+            (w.available, w.held, w.credit, w.bonus),
+            "seed {seed}, trader {i}: {b}"
         );
     }
+    assert!(
+        wallets.iter().any(|w| !w.bonus.is_zero()),
+        "bonuses were issued"
+    );
     let total: u64 = counts.values().sum();
     assert!(total >= ops / 2, "the walk did real work: {counts:?}");
     for k in [
@@ -369,6 +406,8 @@ async fn random_money_operations_keep_every_invariant() {
         "withdrawal.settle",
         "withdrawal.reject",
         "deposit.reject_reverse",
+        "credit.grant",
+        "credit.revoke",
     ] {
         assert!(
             counts.get(k).copied().unwrap_or(0) > 0,
