@@ -53,6 +53,7 @@ pub fn register_all(api: &mut Api) {
     crate::segments::routes(api);
     crate::symbols::routes(api);
     crate::trading_groups::routes(api);
+    crate::integrations::routes(api);
     crate::webhooks::routes(api);
 }
 

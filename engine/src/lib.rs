@@ -16,6 +16,7 @@ pub mod fx;
 pub mod housekeeping;
 pub mod http;
 pub mod identity;
+pub mod integrations;
 pub mod ledger;
 pub mod mail;
 pub mod meta;

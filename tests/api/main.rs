@@ -9,6 +9,7 @@ mod customers;
 mod fx;
 mod idempotency;
 mod identity;
+mod integrations;
 mod ledger;
 mod mail;
 mod meta;
