@@ -26,6 +26,8 @@ pub struct AppState {
     pub store: Arc<dyn ObjectStore>,
     /// Encrypts tenants' stored secrets (provider webhook secrets, connector credentials).
     pub secrets: Arc<crate::secrets::SecretBox>,
+    /// Trading-platform connectors available to this process.
+    pub connectors: Arc<crate::connectors::Registry>,
     /// The OpenAPI document, built once from the registry at start-up.
     pub openapi: Arc<OnceLock<serde_json::Value>>,
 }
@@ -89,8 +91,13 @@ impl App {
         };
         let secrets =
             crate::secrets::SecretBox::load(settings.secret_key.as_deref(), &settings.data_dir)?;
+        let connectors = match &settings.native_connectors_dir {
+            Some(dir) => crate::connectors::Registry::load_dir(dir),
+            None => crate::connectors::Registry::default(),
+        };
         let state = AppState {
             db,
+            connectors: Arc::new(connectors),
             secrets: Arc::new(secrets),
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::new()),

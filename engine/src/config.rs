@@ -48,6 +48,8 @@ pub struct Settings {
     /// Let webhook URLs reach loopback, private, link-local and other non-public addresses
     /// (receivers on an internal network; tests). Off by default: an SSRF guard.
     pub webhook_allow_private: bool,
+    /// Directory of trusted native connector libraries (full trust; operator-installed).
+    pub native_connectors_dir: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -75,6 +77,7 @@ impl Default for Settings {
             s3_secret_access_key: None,
             secret_key: None,
             webhook_allow_private: false,
+            native_connectors_dir: None,
         }
     }
 }
@@ -214,6 +217,9 @@ impl Settings {
         }
         if let Some(v) = get("LUMIRE_SECRET_KEY") {
             self.secret_key = opt(v);
+        }
+        if let Some(v) = get("LUMIRE_NATIVE_CONNECTORS_DIR") {
+            self.native_connectors_dir = opt(v).map(PathBuf::from);
         }
         if let Some(v) = get("LUMIRE_WEBHOOK_ALLOW_PRIVATE") {
             self.webhook_allow_private = parse("LUMIRE_WEBHOOK_ALLOW_PRIVATE", v)?;

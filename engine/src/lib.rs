@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod bonuses;
 pub mod config;
+pub mod connectors;
 pub mod credit_lines;
 pub mod customers;
 pub mod db;

@@ -14,6 +14,7 @@ mod ledger;
 mod mail;
 mod meta;
 mod money_invariants;
+mod native_connectors;
 mod passkeys;
 mod payment_documents;
 mod payments;

@@ -16,6 +16,7 @@ use crate::http::validate::Validator;
 use crate::util::now;
 
 /// Platforms a connector may be configured for.
+/// `demo` is the platform of the example connectors.
 pub const PLATFORMS: &[&str] = &[
     "mt4",
     "mt5",
@@ -23,6 +24,7 @@ pub const PLATFORMS: &[&str] = &[
     "dxtrade",
     "matchtrader",
     "tradelocker",
+    "demo",
 ];
 const MAX_CREDENTIALS: usize = 20;
 

@@ -4,6 +4,7 @@
 
 mod configs;
 mod positions;
+mod testing;
 
 use crate::auth::roles::{ADMINS, DEALING, STAFF};
 use crate::http::api::{Api, Op};
@@ -23,6 +24,17 @@ pub fn routes(api: &mut Api) {
             .staff(ADMINS)
             .body(r#"{"platform":"mt5","label":"MT5 live","endpoint":"https://mt5.broker.example:443","credentials":{"login":"1001","password":"manager password"},"isActive":true}"#),
         configs::upsert,
+    );
+    api.add(
+        Op::post(
+            "/v1/integrations/configs/{platform}/test",
+            "postIntegrationsConfigsPlatformTest",
+            "integrations",
+        )
+        .summary("Connect to the platform with the stored configuration through its connector; records and returns the outcome.")
+        .action()
+        .staff(ADMINS),
+        testing::test,
     );
     api.add(
         Op::get("/v1/integrations/positions", "getIntegrationsPositions", "integrations")

@@ -1,0 +1,153 @@
+//! Trusted native connectors loaded through libloading: the ABI check, the registry, and the
+//! integrations `test` operation calling a connector.
+
+use std::path::PathBuf;
+
+use lumire_engine::connectors::Registry;
+use lumire_tests::{TestApp, assert_problem};
+use reqwest::StatusCode;
+use serde_json::json;
+
+/// The directory cargo put the workspace's shared libraries in (beside `deps/`, where this test
+/// binary runs from). `scripts/test` builds them before the tests.
+fn built_library(crate_name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let file = format!(
+        "{}{}{}",
+        std::env::consts::DLL_PREFIX,
+        crate_name.replace('-', "_"),
+        std::env::consts::DLL_SUFFIX
+    );
+    let path = dir.join(&file);
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p {crate_name}`",
+        path.display()
+    );
+    path
+}
+
+fn connectors_dir(libs: &[&str]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lumire-connectors-{}", ulid::Ulid::new()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for lib in libs {
+        let src = built_library(lib);
+        std::fs::copy(&src, dir.join(src.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+#[tokio::test]
+async fn the_abi_version_is_checked_before_anything_is_called() {
+    let dir = connectors_dir(&[
+        "lumire-native-connector-example",
+        "lumire-test-connector-abi-mismatch",
+    ]);
+    let reg = Registry::load_dir(&dir);
+    assert_eq!(reg.platforms(), vec!["demo".to_string()]);
+    assert_eq!(reg.rejected.len(), 1, "{:?}", reg.rejected);
+    let reason = &reg.rejected[0].reason;
+    assert!(
+        reason.contains("ABI version 99") && reason.contains("version 1"),
+        "{reason}"
+    );
+    let demo = reg.for_platform("demo").unwrap();
+    assert_eq!(demo.name, "Demo native connector");
+    let accounts = demo
+        .call(
+            "list-accounts",
+            &json!({"config": {"credentials": {"password": "demo"}}}),
+        )
+        .unwrap();
+    assert_eq!(accounts[0]["login"], "1001");
+    let err = demo
+        .call(
+            "no-such-op",
+            &json!({"config": {"credentials": {"password": "demo"}}}),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown_operation"), "{err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn integration_test_calls_the_platform_connector() {
+    let dir = connectors_dir(&["lumire-native-connector-example"]);
+    let d = dir.clone();
+    let app = TestApp::spawn_with(move |s| s.native_connectors_dir = Some(d)).await;
+    let owner = app.register_owner().await;
+    let (s, _) = owner
+        .post("/v1/integrations/configs", json!({"platform": "demo", "endpoint": "https://demo.example", "credentials": {"login": "1", "password": "demo"}}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, r) = owner
+        .post("/v1/integrations/configs/demo/test", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    assert_eq!(
+        (r["ok"].as_bool(), r["connector"]["kind"].as_str()),
+        (Some(true), Some("native")),
+        "{r}"
+    );
+    // Wrong credentials: the test runs and reports the connector's refusal.
+    owner
+        .post(
+            "/v1/integrations/configs",
+            json!({"platform": "demo", "credentials": {"login": "1", "password": "wrong"}}),
+        )
+        .await;
+    let (s, r) = owner
+        .post("/v1/integrations/configs/demo/test", json!({}))
+        .await;
+    assert_eq!((s, r["ok"].as_bool()), (StatusCode::OK, Some(false)), "{r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid_credentials"),
+        "{r}"
+    );
+    let (_, l) = owner.get("/v1/integrations/configs").await;
+    assert_eq!(
+        (
+            l["data"][0]["lastTestOk"].as_bool(),
+            l["data"][0]["lastTestError"].is_string()
+        ),
+        (Some(false), true),
+        "{l}"
+    );
+    // A platform without an installed connector, a platform without a config.
+    owner
+        .post("/v1/integrations/configs", json!({"platform": "mt5", "endpoint": "https://mt5.example", "credentials": {"login": "1", "password": "x"}}))
+        .await;
+    let (s, b) = owner
+        .post("/v1/integrations/configs/mt5/test", json!({}))
+        .await;
+    assert_problem(s, &b, StatusCode::CONFLICT, "connector_not_installed");
+    let (s, _) = owner
+        .post("/v1/integrations/configs/ctrader/test", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // Roles and tenants.
+    let (s, _) = owner
+        .anonymous()
+        .post("/v1/integrations/configs/demo/test", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let dealer = app.member(&owner, &["dealer"]).await;
+    let (s, _) = dealer
+        .post("/v1/integrations/configs/demo/test", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let other = app.register_owner().await;
+    let (s, _) = other
+        .post("/v1/integrations/configs/demo/test", json!({}))
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "another tenant's config is not reachable"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
