@@ -45,14 +45,14 @@ async fn the_abi_version_is_checked_before_anything_is_called() {
         "lumire-test-connector-abi-mismatch",
     ]);
     let reg = Registry::load_dir(&dir);
-    assert_eq!(reg.platforms(), vec!["demo".to_string()]);
+    assert_eq!(reg.platforms(), vec!["other".to_string()]);
     assert_eq!(reg.rejected.len(), 1, "{:?}", reg.rejected);
     let reason = &reg.rejected[0].reason;
     assert!(
         reason.contains("ABI version 99") && reason.contains("version 1"),
         "{reason}"
     );
-    let demo = reg.for_platform("demo").unwrap();
+    let demo = reg.for_platform("other").unwrap();
     assert_eq!(demo.name, "Demo native connector");
     let accounts = demo
         .call(
@@ -78,11 +78,11 @@ async fn integration_test_calls_the_platform_connector() {
     let app = TestApp::spawn_with(move |s| s.native_connectors_dir = Some(d)).await;
     let owner = app.register_owner().await;
     let (s, _) = owner
-        .post("/v1/integrations/configs", json!({"platform": "demo", "endpoint": "https://demo.example", "credentials": {"login": "1", "password": "demo"}}))
+        .post("/v1/integrations/configs", json!({"platform": "other", "endpoint": "https://demo.example", "credentials": {"login": "1", "password": "demo"}}))
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let (s, r) = owner
-        .post("/v1/integrations/configs/demo/test", json!({}))
+        .post("/v1/integrations/configs/other/test", json!({}))
         .await;
     assert_eq!(s, StatusCode::OK, "{r}");
     assert_eq!(
@@ -94,11 +94,11 @@ async fn integration_test_calls_the_platform_connector() {
     owner
         .post(
             "/v1/integrations/configs",
-            json!({"platform": "demo", "credentials": {"login": "1", "password": "wrong"}}),
+            json!({"platform": "other", "credentials": {"login": "1", "password": "wrong"}}),
         )
         .await;
     let (s, r) = owner
-        .post("/v1/integrations/configs/demo/test", json!({}))
+        .post("/v1/integrations/configs/other/test", json!({}))
         .await;
     assert_eq!((s, r["ok"].as_bool()), (StatusCode::OK, Some(false)), "{r}");
     assert!(
@@ -132,22 +132,100 @@ async fn integration_test_calls_the_platform_connector() {
     // Roles and tenants.
     let (s, _) = owner
         .anonymous()
-        .post("/v1/integrations/configs/demo/test", json!({}))
+        .post("/v1/integrations/configs/other/test", json!({}))
         .await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let dealer = app.member(&owner, &["dealer"]).await;
     let (s, _) = dealer
-        .post("/v1/integrations/configs/demo/test", json!({}))
+        .post("/v1/integrations/configs/other/test", json!({}))
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
     let other = app.register_owner().await;
     let (s, _) = other
-        .post("/v1/integrations/configs/demo/test", json!({}))
+        .post("/v1/integrations/configs/other/test", json!({}))
         .await;
     assert_eq!(
         s,
         StatusCode::NOT_FOUND,
         "another tenant's config is not reachable"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn sync_brings_balances_and_positions_from_the_connector() {
+    let dir = connectors_dir(&["lumire-native-connector-example"]);
+    let d = dir.clone();
+    let app = TestApp::spawn_with(move |s| s.native_connectors_dir = Some(d)).await;
+    let owner = app.register_owner().await;
+    let (_, t) = owner
+        .post("/v1/traders", json!({"email": "synced@client.example"}))
+        .await;
+    let (s, acc) = owner
+        .post("/v1/accounts", json!({"traderId": t["id"], "platform": "other", "accountNumber": "1001", "currency": "USD"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{acc}");
+    let account_id = acc["id"].as_str().unwrap();
+    owner
+        .post("/v1/integrations/configs", json!({"platform": "other", "endpoint": "https://demo.example", "credentials": {"login": "1", "password": "demo"}}))
+        .await;
+    let dealer = app.member(&owner, &["dealer"]).await;
+    let (s, r) = dealer.post("/v1/integrations/sync", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let other = &r["data"][0];
+    assert_eq!(
+        (
+            other["accounts"].as_i64(),
+            other["unmatched"].as_i64(),
+            other["positions"].as_i64(),
+            other["updatedAccounts"].as_i64()
+        ),
+        (Some(1), Some(1), Some(1), Some(1)),
+        "{r}"
+    );
+    let (_, a) = owner.get(&format!("/v1/accounts/{account_id}")).await;
+    assert_eq!(
+        (a["balance"].as_str(), a["equity"].as_str()),
+        (Some("1000.00"), Some("1012.50")),
+        "{a}"
+    );
+    let (_, p) = owner.get("/v1/integrations/positions").await;
+    assert_eq!(p["data"].as_array().unwrap().len(), 1, "{p}");
+    assert_eq!(
+        (
+            p["data"][0]["accountId"].as_str(),
+            p["data"][0]["commission"].as_str(),
+            p["data"][0]["externalId"].as_str()
+        ),
+        (Some(account_id), Some("-3.50"), Some("5001"))
+    );
+    // Again: the position is updated in place, the unchanged account is left alone.
+    let (_, r) = dealer.post("/v1/integrations/sync", json!({})).await;
+    assert_eq!(r["data"][0]["updatedAccounts"], 0, "{r}");
+    let (_, p) = owner.get("/v1/integrations/positions").await;
+    assert_eq!(p["data"].as_array().unwrap().len(), 1);
+    let (_, l) = owner.get("/v1/integrations/configs").await;
+    assert!(l["data"][0]["lastSyncAt"].is_string(), "{l}");
+    // Roles, and a tenant whose connector is missing is told so.
+    let sales = app.member(&owner, &["sales"]).await;
+    let (s, _) = sales.post("/v1/integrations/sync", json!({})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = owner
+        .anonymous()
+        .post("/v1/integrations/sync", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let stranger = app.register_owner().await;
+    stranger
+        .post("/v1/integrations/configs", json!({"platform": "mt5", "endpoint": "https://mt5.example", "credentials": {"password": "x"}}))
+        .await;
+    let (_, r) = stranger.post("/v1/integrations/sync", json!({})).await;
+    assert_eq!(r["data"][0]["skipped"], "connector_not_installed", "{r}");
+    let (_, p) = stranger.get("/v1/integrations/positions").await;
+    assert_eq!(
+        p["data"].as_array().unwrap().len(),
+        0,
+        "no data crosses tenants"
     );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -15,17 +15,8 @@ use crate::http::json::ApiJson;
 use crate::http::validate::Validator;
 use crate::util::now;
 
-/// Platforms a connector may be configured for.
-/// `demo` is the platform of the example connectors.
-pub const PLATFORMS: &[&str] = &[
-    "mt4",
-    "mt5",
-    "ctrader",
-    "dxtrade",
-    "matchtrader",
-    "tradelocker",
-    "demo",
-];
+/// Platforms a connector may be configured for: those trading accounts live on.
+pub use crate::accounts::model::PLATFORMS;
 const MAX_CREDENTIALS: usize = 20;
 
 #[derive(sqlx::FromRow)]

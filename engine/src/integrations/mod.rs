@@ -4,12 +4,11 @@
 
 mod configs;
 mod positions;
+mod sync;
 mod testing;
 
 use crate::auth::roles::{ADMINS, DEALING, STAFF};
 use crate::http::api::{Api, Op};
-
-pub use configs::PLATFORMS;
 
 pub fn routes(api: &mut Api) {
     api.add(
@@ -35,6 +34,13 @@ pub fn routes(api: &mut Api) {
         .action()
         .staff(ADMINS),
         testing::test,
+    );
+    api.add(
+        Op::post("/v1/integrations/sync", "postIntegrationsSync", "integrations")
+            .summary("Pull balances, equity and positions from every active connector for this tenant's known trading accounts.")
+            .action()
+            .staff(DEALING),
+        sync::sync,
     );
     api.add(
         Op::get("/v1/integrations/positions", "getIntegrationsPositions", "integrations")

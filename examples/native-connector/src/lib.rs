@@ -1,4 +1,4 @@
-//! A trusted native connector for a demo platform, written against the engine's C ABI version 1
+//! A trusted native connector for a demo server of an in-house platform (`other`), written against the engine's C ABI version 1
 //! (see `engine/src/connectors/abi.rs`). A real one wraps a vendor's native library; this one
 //! answers from fixed data so the engine's loader, ABI check and calls can be tested.
 
@@ -67,7 +67,7 @@ fn handle(op: &str, req: &Value) -> Value {
     }
     match op {
         "describe" => {
-            json!({"ok": {"platform": "demo", "name": "Demo native connector", "version": env!("CARGO_PKG_VERSION")}})
+            json!({"ok": {"platform": "other", "name": "Demo native connector", "version": env!("CARGO_PKG_VERSION")}})
         }
         "test-connection" => {
             json!({"ok": {"message": "connected to the demo server", "serverVersion": "demo-1"}})
