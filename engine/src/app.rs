@@ -177,6 +177,14 @@ async fn run_jobs(state: AppState, mut stop: watch::Receiver<bool>) {
         if let Err(e) = mailer.run_once(&state.db).await {
             tracing::warn!(error = %e, "mail job failed");
         }
+        let interval = state.settings.sync_interval_secs;
+        // Every 30 s, look for connector configurations due for their scheduled sync.
+        if interval > 0
+            && tick.is_multiple_of(15)
+            && let Err(e) = crate::integrations::sync::run_scheduled(&state, interval).await
+        {
+            tracing::warn!(error = %e, "scheduled sync failed");
+        }
         if tick.is_multiple_of(300)
             && let Err(e) = crate::housekeeping::purge(&state.db).await
         {

@@ -50,6 +50,8 @@ pub struct Settings {
     pub webhook_allow_private: bool,
     /// Directory of trusted native connector libraries (full trust; operator-installed).
     pub native_connectors_dir: Option<PathBuf>,
+    /// Seconds between scheduled syncs of each connector configuration (0 turns them off).
+    pub sync_interval_secs: i64,
 }
 
 impl Default for Settings {
@@ -78,6 +80,7 @@ impl Default for Settings {
             secret_key: None,
             webhook_allow_private: false,
             native_connectors_dir: None,
+            sync_interval_secs: 300,
         }
     }
 }
@@ -217,6 +220,9 @@ impl Settings {
         }
         if let Some(v) = get("LUMIRE_SECRET_KEY") {
             self.secret_key = opt(v);
+        }
+        if let Some(v) = get("LUMIRE_SYNC_INTERVAL_SECS") {
+            self.sync_interval_secs = parse("LUMIRE_SYNC_INTERVAL_SECS", v)?;
         }
         if let Some(v) = get("LUMIRE_NATIVE_CONNECTORS_DIR") {
             self.native_connectors_dir = opt(v).map(PathBuf::from);

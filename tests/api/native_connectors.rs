@@ -229,3 +229,42 @@ async fn sync_brings_balances_and_positions_from_the_connector() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The scheduled sync: due configurations are claimed with a lease, so two processes running
+/// the job at once sync each configuration once; a fresh one is not due again.
+#[tokio::test]
+async fn scheduled_sync_runs_each_configuration_once_per_interval() {
+    let dir = connectors_dir(&["lumire-native-connector-example"]);
+    let d = dir.clone();
+    let app = TestApp::spawn_with(move |s| s.native_connectors_dir = Some(d)).await;
+    let mut owners = Vec::new();
+    for _ in 0..3 {
+        let owner = app.register_owner().await;
+        owner
+            .post("/v1/integrations/configs", json!({"platform": "other", "endpoint": "https://demo.example", "credentials": {"password": "demo"}}))
+            .await;
+        owners.push(owner);
+    }
+    let (a, b) = tokio::join!(
+        lumire_engine::integrations::sync::run_scheduled(&app.state, 300),
+        lumire_engine::integrations::sync::run_scheduled(&app.state, 300),
+    );
+    assert_eq!(
+        a.unwrap() + b.unwrap(),
+        3,
+        "each configuration synced exactly once"
+    );
+    for owner in &owners {
+        let (_, l) = owner.get("/v1/integrations/configs").await;
+        assert!(l["data"][0]["lastSyncAt"].is_string(), "{l}");
+        let runs = app
+            .count("SELECT COUNT(*) FROM audit_log WHERE tenant_id = $1 AND action = 'integration.sync'", &owner.tenant_id)
+            .await;
+        assert_eq!(runs, 1);
+    }
+    let again = lumire_engine::integrations::sync::run_scheduled(&app.state, 300)
+        .await
+        .unwrap();
+    assert_eq!(again, 0, "nothing is due within the interval");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -4,7 +4,7 @@
 
 mod configs;
 mod positions;
-mod sync;
+pub mod sync;
 mod testing;
 
 use crate::auth::roles::{ADMINS, DEALING, STAFF};

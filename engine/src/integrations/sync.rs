@@ -41,52 +41,126 @@ fn decimal(v: &Value) -> Option<String> {
 }
 
 pub async fn sync(State(st): State<AppState>, actor: Actor) -> ApiResult<Json<Value>> {
-    let configs: Vec<(String, String, Option<String>)> = sqlx::query_as(
-        "SELECT platform, endpoint, credentials FROM integration_configs
-         WHERE tenant_id = $1 AND is_active = 1 ORDER BY platform",
+    let configs: Vec<(String,)> = sqlx::query_as(
+        "SELECT platform FROM integration_configs WHERE tenant_id = $1 AND is_active = 1 ORDER BY platform",
     )
     .bind(&actor.tenant_id)
     .fetch_all(st.db.pool())
     .await?;
     let mut results = Vec::new();
-    for (platform, endpoint, sealed) in configs {
-        let Some(connector) = st.connectors.for_platform(&platform) else {
-            results.push(json!({"platform": platform, "skipped": "connector_not_installed"}));
-            continue;
-        };
-        let credentials: Value = sealed
-            .and_then(|s| {
-                st.secrets
-                    .open(&credentials_context(&actor.tenant_id, &platform), &s)
-                    .ok()
-            })
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .ok_or_else(|| ApiError::internal("stored credentials cannot be decrypted"))?;
-        let config = json!({"endpoint": endpoint, "credentials": credentials});
-        let t = sync_platform(&st, &actor, &platform, connector, &config).await?;
-        results.push(json!({
-            "platform": platform,
-            "accounts": t.accounts,
-            "updatedAccounts": t.updated_accounts,
-            "unmatched": t.unmatched,
-            "positions": t.positions,
-            "errors": t.errors,
-        }));
+    for (platform,) in configs {
+        results.push(sync_config(&st, &actor, &platform).await?);
     }
-    let summary = json!({"data": results, "syncedAt": now()});
+    Ok(Json(json!({"data": results, "syncedAt": now()})))
+}
+
+/// Syncs one configuration of the actor's tenant; the summary of what it did.
+async fn sync_config(st: &AppState, actor: &Actor, platform: &str) -> ApiResult<Value> {
+    let row: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT endpoint, credentials FROM integration_configs WHERE tenant_id = $1 AND platform = $2",
+    )
+    .bind(&actor.tenant_id)
+    .bind(platform)
+    .fetch_optional(st.db.pool())
+    .await?;
+    let Some((endpoint, sealed)) = row else {
+        return Ok(json!({"platform": platform, "skipped": "not_configured"}));
+    };
+    let Some(connector) = st.connectors.for_platform(platform) else {
+        return Ok(json!({"platform": platform, "skipped": "connector_not_installed"}));
+    };
+    let credentials: Value = sealed
+        .and_then(|s| {
+            st.secrets
+                .open(&credentials_context(&actor.tenant_id, platform), &s)
+                .ok()
+        })
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .ok_or_else(|| ApiError::internal("stored credentials cannot be decrypted"))?;
+    let config = json!({"endpoint": endpoint, "credentials": credentials});
+    let t = sync_platform(st, actor, platform, connector, &config).await?;
+    let summary = json!({
+        "platform": platform,
+        "accounts": t.accounts,
+        "updatedAccounts": t.updated_accounts,
+        "unmatched": t.unmatched,
+        "positions": t.positions,
+        "errors": t.errors,
+    });
     let mut tx = st.db.begin().await?;
     audit::record(
         &mut tx,
-        &actor,
+        actor,
         "integration.sync",
         "integration_config",
-        None,
+        Some(platform),
         None,
         Some(&summary),
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(summary))
+    Ok(summary)
+}
+
+/// How long a process holds a configuration while it syncs it.
+const SYNC_LEASE_SECS: i64 = 600;
+
+/// One round of the scheduled sync: every active configuration not synced for `interval_secs`
+/// is claimed with a lease (one process wins each) and synced. Returns how many were synced.
+pub async fn run_scheduled(st: &AppState, interval_secs: i64) -> ApiResult<usize> {
+    let now_t = chrono::Utc::now();
+    let due_before = crate::util::fmt_time(now_t - chrono::Duration::seconds(interval_secs));
+    let now_s = crate::util::fmt_time(now_t);
+    let due: Vec<(String, String)> = sqlx::query_as(
+        "SELECT tenant_id, platform FROM integration_configs
+         WHERE is_active = 1 AND (last_sync_at IS NULL OR last_sync_at < $1)
+           AND (sync_lease_until IS NULL OR sync_lease_until < $2)
+         ORDER BY last_sync_at LIMIT 100",
+    )
+    .bind(&due_before)
+    .bind(&now_s)
+    .fetch_all(st.db.pool())
+    .await?;
+    let mut done = 0;
+    for (tenant_id, platform) in due {
+        if st.connectors.for_platform(&platform).is_none() {
+            continue;
+        }
+        let lease = crate::util::fmt_time(now_t + chrono::Duration::seconds(SYNC_LEASE_SECS));
+        let claimed = sqlx::query(
+            "UPDATE integration_configs SET sync_lease_until = $3
+             WHERE tenant_id = $1 AND platform = $2 AND is_active = 1
+               AND (last_sync_at IS NULL OR last_sync_at < $4)
+               AND (sync_lease_until IS NULL OR sync_lease_until < $5)",
+        )
+        .bind(&tenant_id)
+        .bind(&platform)
+        .bind(&lease)
+        .bind(&due_before)
+        .bind(&now_s)
+        .execute(st.db.pool())
+        .await?;
+        if claimed.rows_affected() != 1 {
+            continue;
+        }
+        let actor = Actor::system(&tenant_id, "scheduler");
+        let outcome = sync_config(st, &actor, &platform).await;
+        sqlx::query(
+            "UPDATE integration_configs SET sync_lease_until = NULL WHERE tenant_id = $1 AND platform = $2",
+        )
+        .bind(&tenant_id)
+        .bind(&platform)
+        .execute(st.db.pool())
+        .await?;
+        match outcome {
+            Ok(summary) => {
+                tracing::info!(tenant_id, platform, %summary, "scheduled sync");
+                done += 1;
+            }
+            Err(e) => tracing::warn!(tenant_id, platform, error = %e, "scheduled sync failed"),
+        }
+    }
+    Ok(done)
 }
 
 async fn sync_platform(
