@@ -177,6 +177,9 @@ async fn run_jobs(state: AppState, mut stop: watch::Receiver<bool>) {
         if let Err(e) = mailer.run_once(&state.db).await {
             tracing::warn!(error = %e, "mail job failed");
         }
+        if let Err(e) = crate::integrations::pushes::run_once(&state).await {
+            tracing::warn!(error = %e, "balance push job failed");
+        }
         let interval = state.settings.sync_interval_secs;
         // Every 30 s, look for connector configurations due for their scheduled sync.
         if interval > 0

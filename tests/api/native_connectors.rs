@@ -268,3 +268,148 @@ async fn scheduled_sync_runs_each_configuration_once_per_interval() {
     assert_eq!(again, 0, "nothing is due within the interval");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Settled deposits and approved withdrawals on a trading account reach its platform once,
+/// through the connector; failures are retried, visible, and retryable by hand.
+#[tokio::test]
+async fn money_movements_are_pushed_to_the_platform_once() {
+    use lumire_engine::integrations::pushes;
+    let dir = connectors_dir(&["lumire-native-connector-example"]);
+    let d = dir.clone();
+    let app = TestApp::spawn_with(move |s| s.native_connectors_dir = Some(d)).await;
+    let owner = app.register_owner().await;
+    let (_, t) = owner
+        .post("/v1/traders", json!({"email": "pushed@client.example"}))
+        .await;
+    let trader = t["id"].as_str().unwrap();
+    let (_, acc) = owner
+        .post("/v1/accounts", json!({"traderId": trader, "platform": "other", "accountNumber": "1001", "currency": "USD"}))
+        .await;
+    let (_, unconnected) = owner
+        .post("/v1/accounts", json!({"traderId": trader, "platform": "mt5", "accountNumber": "77", "currency": "USD"}))
+        .await;
+    owner
+        .post("/v1/integrations/configs", json!({"platform": "other", "endpoint": "https://demo.example", "credentials": {"password": "demo"}}))
+        .await;
+    let settle = |account: String, amount: &'static str| {
+        let owner = &owner;
+        async move {
+            let (_, d) = owner
+                .post("/v1/payments/deposits", json!({"traderId": trader, "accountId": account, "kind": "bank_wire", "amount": amount, "currency": "USD"}))
+                .await;
+            let id = d["id"].as_str().unwrap().to_string();
+            owner
+                .post("/v1/payments/deposits/approve", json!({"id": id}))
+                .await;
+            let (s, d) = owner
+                .post(
+                    "/v1/payments/deposits/settle",
+                    json!({"id": id, "feeAmount": "1.00"}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK, "{d}");
+            id
+        }
+    };
+    let dep = settle(acc["id"].as_str().unwrap().to_string(), "100.00").await;
+    settle(unconnected["id"].as_str().unwrap().to_string(), "50.00").await;
+    let (_, q) = owner.get("/v1/integrations/pushes").await;
+    assert_eq!(
+        q["data"].as_array().unwrap().len(),
+        1,
+        "only the connected platform: {q}"
+    );
+    assert_eq!(
+        (
+            q["data"][0]["amount"].as_str(),
+            q["data"][0]["status"].as_str(),
+            q["data"][0]["comment"].as_str()
+        ),
+        (
+            Some("99.00"),
+            Some("pending"),
+            Some(format!("lumire:deposit:{dep}").as_str())
+        )
+    );
+    let (a, b) = tokio::join!(pushes::run_once(&app.state), pushes::run_once(&app.state));
+    assert_eq!(a.unwrap() + b.unwrap(), 1, "one worker wins the row");
+    let (_, q) = owner.get("/v1/integrations/pushes?status=pushed").await;
+    assert!(q["data"][0]["dealId"].is_string(), "{q}");
+    assert_eq!(
+        pushes::run_once(&app.state).await.unwrap(),
+        0,
+        "pushed once"
+    );
+    // The platform refuses (credentials changed): failed, backed off, visible, retryable.
+    owner
+        .post(
+            "/v1/integrations/configs",
+            json!({"platform": "other", "credentials": {"password": "rotated"}}),
+        )
+        .await;
+    let (_, w) = owner
+        .post("/v1/payments/withdrawals", json!({"traderId": trader, "accountId": acc["id"], "kind": "bank_wire", "amount": "40.00", "currency": "USD"}))
+        .await;
+    let (s, _) = owner
+        .post("/v1/payments/withdrawals/approve", json!({"id": w["id"]}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(pushes::run_once(&app.state).await.unwrap(), 1);
+    let (_, q) = owner.get("/v1/integrations/pushes?status=failed").await;
+    let failed = &q["data"][0];
+    assert_eq!(
+        (failed["amount"].as_str(), failed["attempts"].as_i64()),
+        (Some("-40.00"), Some(1)),
+        "{q}"
+    );
+    assert!(
+        failed["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("invalid_credentials"),
+        "{q}"
+    );
+    assert_eq!(
+        pushes::run_once(&app.state).await.unwrap(),
+        0,
+        "backing off"
+    );
+    let id = failed["id"].as_str().unwrap();
+    owner
+        .post(
+            "/v1/integrations/configs",
+            json!({"platform": "other", "credentials": {"password": "demo"}}),
+        )
+        .await;
+    let dealer = app.member(&owner, &["dealer"]).await;
+    let (s, _) = dealer
+        .post(&format!("/v1/integrations/pushes/{id}/retry"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, r) = owner
+        .post(&format!("/v1/integrations/pushes/{id}/retry"), json!({}))
+        .await;
+    assert_eq!(
+        (s, r["status"].as_str()),
+        (StatusCode::OK, Some("pending")),
+        "{r}"
+    );
+    assert_eq!(pushes::run_once(&app.state).await.unwrap(), 1);
+    let (s, b) = owner
+        .post(&format!("/v1/integrations/pushes/{id}/retry"), json!({}))
+        .await;
+    assert_problem(s, &b, StatusCode::CONFLICT, "push_not_retryable");
+    let (_, q) = owner.get("/v1/integrations/pushes?status=pushed").await;
+    assert_eq!(q["data"].as_array().unwrap().len(), 2);
+    // Other tenants see nothing of it.
+    let other = app.register_owner().await;
+    let (_, q) = other.get("/v1/integrations/pushes").await;
+    assert_eq!(q["data"].as_array().unwrap().len(), 0);
+    let (s, _) = other
+        .post(&format!("/v1/integrations/pushes/{id}/retry"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, b) = owner.get("/v1/integrations/pushes?status=lost").await;
+    lumire_tests::assert_field_error(s, &b, "status");
+    let _ = std::fs::remove_dir_all(dir);
+}

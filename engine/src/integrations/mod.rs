@@ -4,6 +4,7 @@
 
 mod configs;
 mod positions;
+pub mod pushes;
 pub mod sync;
 mod testing;
 
@@ -41,6 +42,19 @@ pub fn routes(api: &mut Api) {
             .action()
             .staff(DEALING),
         sync::sync,
+    );
+    api.add(
+        Op::get("/v1/integrations/pushes", "getIntegrationsPushes", "integrations")
+            .summary("Balance operations pushed to the platforms (filters: status=pending|failed|pushed|dead, referenceId). Not in the reference: added by this engine.")
+            .staff(DEALING),
+        pushes::list,
+    );
+    api.add(
+        Op::post("/v1/integrations/pushes/{id}/retry", "postIntegrationsPushesIdRetry", "integrations")
+            .summary("Re-queue a failed or dead balance push for an attempt now. Not in the reference: added by this engine.")
+            .action()
+            .staff(ADMINS),
+        pushes::retry,
     );
     api.add(
         Op::get("/v1/integrations/positions", "getIntegrationsPositions", "integrations")

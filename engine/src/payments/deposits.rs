@@ -401,6 +401,18 @@ pub(super) async fn settle_in(
         },
     )
     .await?;
+    if let Some(account_id) = row.account_id.as_deref() {
+        crate::integrations::pushes::enqueue(
+            tx,
+            &actor.tenant_id,
+            account_id,
+            "deposit",
+            s.net,
+            "deposit",
+            id,
+        )
+        .await?;
+    }
     let transaction_id = common::record_transaction(
         tx,
         Movement {
