@@ -12,7 +12,12 @@ pub fn new_id() -> String {
     static GENERATOR: std::sync::Mutex<ulid::Generator> =
         std::sync::Mutex::new(ulid::Generator::new());
     let next = GENERATOR.lock().ok().and_then(|mut g| g.generate().ok());
-    next.unwrap_or_else(ulid::Ulid::new).to_string()
+    // The generator fails only if a millisecond's random space is exhausted; a fresh random id
+    // (not `Ulid::default()`, which is the nil id) is the fallback.
+    match next {
+        Some(id) => id.to_string(),
+        None => ulid::Ulid::new().to_string(),
+    }
 }
 
 /// RFC 3339 UTC with milliseconds, the API's and the database's time format.

@@ -60,14 +60,14 @@ async fn the_abi_version_is_checked_before_anything_is_called() {
             &json!({"config": {"credentials": {"password": "demo"}}}),
         )
         .unwrap();
-    assert_eq!(accounts[0]["login"], "1001");
+    assert_eq!(accounts["accounts"][0]["login"], "1001");
     let err = demo
         .call(
             "no-such-op",
             &json!({"config": {"credentials": {"password": "demo"}}}),
         )
         .unwrap_err();
-    assert!(err.to_string().contains("unknown_operation"), "{err}");
+    assert!(err.to_string().contains("rejected"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -102,10 +102,7 @@ async fn integration_test_calls_the_platform_connector() {
         .await;
     assert_eq!((s, r["ok"].as_bool()), (StatusCode::OK, Some(false)), "{r}");
     assert!(
-        r["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("invalid_credentials"),
+        r["message"].as_str().unwrap().starts_with("unauthorized"),
         "{r}"
     );
     let (_, l) = owner.get("/v1/integrations/configs").await;
@@ -180,7 +177,7 @@ async fn sync_brings_balances_and_positions_from_the_connector() {
             other["positions"].as_i64(),
             other["updatedAccounts"].as_i64()
         ),
-        (Some(1), Some(1), Some(1), Some(1)),
+        (Some(1), Some(1), Some(2), Some(1)),
         "{r}"
     );
     let (_, a) = owner.get(&format!("/v1/accounts/{account_id}")).await;
@@ -189,7 +186,7 @@ async fn sync_brings_balances_and_positions_from_the_connector() {
         (Some("1000.00"), Some("1012.50")),
         "{a}"
     );
-    let (_, p) = owner.get("/v1/integrations/positions").await;
+    let (_, p) = owner.get("/v1/integrations/positions?status=open").await;
     assert_eq!(p["data"].as_array().unwrap().len(), 1, "{p}");
     assert_eq!(
         (
@@ -199,11 +196,24 @@ async fn sync_brings_balances_and_positions_from_the_connector() {
         ),
         (Some(account_id), Some("-3.50"), Some("5001"))
     );
+    let (_, p) = owner.get("/v1/integrations/positions?status=closed").await;
+    assert_eq!(
+        (
+            p["data"][0]["closePrice"].as_str(),
+            p["data"][0]["profit"].as_str()
+        ),
+        (Some("1.08700"), Some("20.00")),
+        "{p}"
+    );
     // Again: the position is updated in place, the unchanged account is left alone.
     let (_, r) = dealer.post("/v1/integrations/sync", json!({})).await;
     assert_eq!(r["data"][0]["updatedAccounts"], 0, "{r}");
     let (_, p) = owner.get("/v1/integrations/positions").await;
-    assert_eq!(p["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        p["data"].as_array().unwrap().len(),
+        2,
+        "updated, not duplicated"
+    );
     let (_, l) = owner.get("/v1/integrations/configs").await;
     assert!(l["data"][0]["lastSyncAt"].is_string(), "{l}");
     // Roles, and a tenant whose connector is missing is told so.
@@ -366,7 +376,7 @@ async fn money_movements_are_pushed_to_the_platform_once() {
         failed["lastError"]
             .as_str()
             .unwrap()
-            .contains("invalid_credentials"),
+            .contains("unauthorized"),
         "{q}"
     );
     assert_eq!(

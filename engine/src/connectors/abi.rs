@@ -16,12 +16,16 @@
 //! The engine reads `lumire_connector_abi_version` first and calls nothing else when it differs
 //! from the version it speaks. `lumire_connector_call` takes an operation name and a UTF-8 JSON
 //! request, and returns a UTF-8 JSON response that the library allocated and that the engine
-//! hands back to `lumire_connector_free`. The operations are those of the `platform-connector`
-//! WIT world: `describe`, `test-connection`, `list-accounts`, `get-balances`, `list-positions`,
-//! `push-balance-operation`. Every request carries `{"config": {"endpoint", "credentials"}}`
-//! beside the operation's arguments; a response is `{"ok": <value>}` or
-//! `{"error": {"code": "...", "message": "..."}}`. A connector must be safe to call from several
-//! threads at once.
+//! hands back to `lumire_connector_free`. The operations are those of the `connector` interface
+//! of the `platform-connector` WIT world, with the same arguments and results in JSON (record
+//! fields in camelCase): `describe` → `{platform, name, version}`; `test-connection` → a
+//! message; `list-accounts {cursor, limit}` → `{accounts, nextCursor}`; `get-balances {logins}`;
+//! `list-open-positions {logins}`; `list-closed-positions {logins, since}`;
+//! `push-balance-operation {op: {login, amount, comment, idempotencyKey}}` → the platform's deal
+//! id. Every request also carries `{"config": {"endpoint", "credentials"}}`; a response is
+//! `{"ok": <value>}` or `{"error": {"code": "unauthorized" | "unavailable" | "rejected" |
+//! "not-found", "message": "..."}}`. A connector must be safe to call from several threads at
+//! once.
 
 /// The ABI version this engine speaks.
 pub const ABI_VERSION: u32 = 1;

@@ -217,10 +217,10 @@ async fn attempt(st: &AppState, p: &PushRow) -> Result<Option<String>, String> {
         .ok_or("stored credentials cannot be decrypted")?;
     let request = json!({
         "config": {"endpoint": endpoint, "credentials": credentials},
-        "login": p.login, "kind": p.kind, "amount": p.amount, "currency": p.currency, "comment": p.comment,
+        "op": {"login": p.login, "amount": p.amount, "comment": p.comment, "idempotencyKey": p.comment},
     });
     match connectors::call(connector, "push-balance-operation", request).await {
-        Ok(v) => Ok(v["dealId"].as_str().map(str::to_string)),
+        Ok(v) => Ok(v.as_str().map(str::to_string)),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -4,6 +4,7 @@
 //! repeated sync updates rather than duplicates; accounts the platform reports that the CRM does
 //! not know are counted as `unmatched` and left alone.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -19,6 +20,12 @@ use crate::connectors::{self, NativeConnector};
 use crate::events;
 use crate::http::error::{ApiError, ApiResult};
 use crate::util::{new_id, now};
+
+/// Accounts asked for per connector call, and per page of `list-accounts`.
+const BATCH: usize = 100;
+const PAGE: u32 = 500;
+/// A bound on one sync's account list (a connector that pages forever is cut off).
+const MAX_ACCOUNTS: usize = 1_000_000;
 
 #[derive(Default)]
 struct Tally {
@@ -171,21 +178,29 @@ async fn sync_platform(
     config: &Value,
 ) -> ApiResult<Tally> {
     let mut t = Tally::default();
-    let remote = match connectors::call(
-        connector.clone(),
-        "list-accounts",
-        json!({"config": config}),
-    )
-    .await
-    {
-        Ok(v) => v.as_array().cloned().unwrap_or_default(),
-        Err(e) => {
-            t.errors.push(format!("list-accounts: {e}"));
-            return Ok(t);
+    // Every account the platform has, page by page.
+    let mut remote = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let req = json!({"config": config, "cursor": cursor, "limit": PAGE});
+        match connectors::call(connector.clone(), "list-accounts", req).await {
+            Ok(v) => {
+                remote.extend(v["accounts"].as_array().cloned().unwrap_or_default());
+                cursor = v["nextCursor"].as_str().map(str::to_string);
+                if cursor.is_none() || remote.len() > MAX_ACCOUNTS {
+                    break;
+                }
+            }
+            Err(e) => {
+                t.errors.push(format!("list-accounts: {e}"));
+                return Ok(t);
+            }
         }
-    };
-    for acc in remote {
-        let Some(login) = acc["login"].as_str().map(str::to_string) else {
+    }
+    // The ones the CRM knows, by login.
+    let mut known: HashMap<String, (String, String, String, String)> = HashMap::new();
+    for acc in &remote {
+        let Some(login) = acc["login"].as_str() else {
             t.errors
                 .push("list-accounts: an account without a login".into());
             continue;
@@ -196,74 +211,106 @@ async fn sync_platform(
         )
         .bind(&actor.tenant_id)
         .bind(platform)
-        .bind(&login)
+        .bind(login)
         .fetch_optional(st.db.pool())
         .await?;
-        let Some((account_id, trader_id, balance, equity)) = local else {
-            t.unmatched += 1;
-            continue;
-        };
-        t.accounts += 1;
-        let request = json!({"config": config, "login": login});
-        let balances = connectors::call(connector.clone(), "get-balances", request.clone()).await;
-        let positions = connectors::call(connector.clone(), "list-positions", request).await;
+        match local {
+            Some(l) => {
+                known.insert(login.to_string(), l);
+            }
+            None => t.unmatched += 1,
+        }
+    }
+    t.accounts = known.len() as i64;
+    let since = sqlx::query_as::<_, (Option<String>,)>(
+        "SELECT last_sync_at FROM integration_configs WHERE tenant_id = $1 AND platform = $2",
+    )
+    .bind(&actor.tenant_id)
+    .bind(platform)
+    .fetch_optional(st.db.pool())
+    .await?
+    .and_then(|(s,)| s)
+    .unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into());
+    let logins: Vec<String> = known.keys().cloned().collect();
+    for chunk in logins.chunks(BATCH) {
+        let base = json!({"config": config, "logins": chunk});
+        let balances = connectors::call(connector.clone(), "get-balances", base.clone()).await;
+        let open = connectors::call(connector.clone(), "list-open-positions", base.clone()).await;
+        let mut closed_req = base;
+        closed_req["since"] = json!(since);
+        let closed = connectors::call(connector.clone(), "list-closed-positions", closed_req).await;
         let mut tx = st.db.begin().await?;
         match balances {
-            Ok(b) => {
-                let (Some(new_balance), Some(new_equity)) =
-                    (decimal(&b["balance"]), decimal(&b["equity"]))
-                else {
-                    t.errors.push(format!(
-                        "get-balances {login}: balance or equity is not a decimal"
-                    ));
-                    continue;
-                };
-                if new_balance != balance || new_equity != equity {
-                    sqlx::query(
-                        "UPDATE trading_accounts SET balance = $3, equity = $4, updated_at = $5 WHERE tenant_id = $1 AND id = $2",
-                    )
-                    .bind(&actor.tenant_id)
-                    .bind(&account_id)
-                    .bind(&new_balance)
-                    .bind(&new_equity)
-                    .bind(now())
-                    .execute(&mut *tx)
-                    .await?;
-                    let payload = json!({"id": account_id, "balance": new_balance, "equity": new_equity, "source": "sync"});
-                    events::emit(
-                        &mut tx,
-                        &actor.tenant_id,
-                        "account.updated",
-                        "trading_account",
-                        &account_id,
-                        &payload,
-                    )
-                    .await?;
-                    t.updated_accounts += 1;
-                }
-            }
-            Err(e) => t.errors.push(format!("get-balances {login}: {e}")),
-        }
-        match positions {
             Ok(list) => {
-                for p in list.as_array().cloned().unwrap_or_default() {
-                    if upsert_position(
-                        &mut tx,
-                        &actor.tenant_id,
-                        platform,
-                        &account_id,
-                        &trader_id,
-                        &p,
-                    )
-                    .await?
-                    {
-                        t.positions += 1;
-                    } else {
-                        t.errors.push(format!("list-positions {login}: a position lacks id, symbol, side, volume, price or time"));
+                for b in list.as_array().cloned().unwrap_or_default() {
+                    let login = b["login"].as_str().unwrap_or_default();
+                    let Some((account_id, _, balance, equity)) = known.get(login) else {
+                        continue;
+                    };
+                    let (Some(new_balance), Some(new_equity)) =
+                        (decimal(&b["balance"]), decimal(&b["equity"]))
+                    else {
+                        t.errors.push(format!(
+                            "get-balances {login}: balance or equity is not a decimal"
+                        ));
+                        continue;
+                    };
+                    if &new_balance != balance || &new_equity != equity {
+                        sqlx::query(
+                            "UPDATE trading_accounts SET balance = $3, equity = $4, updated_at = $5 WHERE tenant_id = $1 AND id = $2",
+                        )
+                        .bind(&actor.tenant_id)
+                        .bind(account_id)
+                        .bind(&new_balance)
+                        .bind(&new_equity)
+                        .bind(now())
+                        .execute(&mut *tx)
+                        .await?;
+                        let payload = json!({"id": account_id, "balance": new_balance, "equity": new_equity, "source": "sync"});
+                        events::emit(
+                            &mut tx,
+                            &actor.tenant_id,
+                            "account.updated",
+                            "trading_account",
+                            account_id,
+                            &payload,
+                        )
+                        .await?;
+                        t.updated_accounts += 1;
                     }
                 }
             }
-            Err(e) => t.errors.push(format!("list-positions {login}: {e}")),
+            Err(e) => t.errors.push(format!("get-balances: {e}")),
+        }
+        for (what, result) in [
+            ("list-open-positions", open),
+            ("list-closed-positions", closed),
+        ] {
+            match result {
+                Ok(list) => {
+                    for p in list.as_array().cloned().unwrap_or_default() {
+                        let login = p["login"].as_str().unwrap_or_default();
+                        let Some((account_id, trader_id, _, _)) = known.get(login) else {
+                            continue;
+                        };
+                        if upsert_position(
+                            &mut tx,
+                            &actor.tenant_id,
+                            platform,
+                            account_id,
+                            trader_id,
+                            &p,
+                        )
+                        .await?
+                        {
+                            t.positions += 1;
+                        } else {
+                            t.errors.push(format!("{what} {login}: a position lacks id, symbol, side, volume, price or time"));
+                        }
+                    }
+                }
+                Err(e) => t.errors.push(format!("{what}: {e}")),
+            }
         }
         tx.commit().await?;
     }

@@ -57,45 +57,46 @@ fn error(code: &str, message: &str) -> Value {
     json!({"error": {"code": code, "message": message}})
 }
 
+fn position(id: &str, login: &Value, closed: bool) -> Value {
+    json!({"id": id, "login": login, "symbol": "EURUSD", "side": "buy", "volume": "1.00",
+           "openPrice": "1.08500", "closePrice": if closed { json!("1.08700") } else { Value::Null },
+           "currentPrice": "1.08625", "profit": if closed { "20.00" } else { "12.50" },
+           "commission": "-3.50", "swap": "0.00", "openedAt": "2026-11-20T10:00:00.000Z",
+           "closedAt": if closed { json!("2026-11-21T10:00:00.000Z") } else { Value::Null }})
+}
+
 fn handle(op: &str, req: &Value) -> Value {
     let password = req["config"]["credentials"]["password"].as_str();
     if op != "describe" && password != Some("demo") {
-        return error(
-            "invalid_credentials",
-            "the demo server refuses these credentials",
-        );
+        return error("unauthorized", "the demo server refuses these credentials");
     }
+    let logins: Vec<Value> = req["logins"].as_array().cloned().unwrap_or_default();
     match op {
         "describe" => {
             json!({"ok": {"platform": "other", "name": "Demo native connector", "version": env!("CARGO_PKG_VERSION")}})
         }
-        "test-connection" => {
-            json!({"ok": {"message": "connected to the demo server", "serverVersion": "demo-1"}})
+        "test-connection" => json!({"ok": "connected to the demo server"}),
+        "list-accounts" => json!({"ok": {"accounts": [
+            {"login": "1001", "currency": "USD", "group": "demo\\standard", "leverage": 100, "name": "Demo one"},
+            {"login": "1002", "currency": "EUR", "group": "demo\\pro", "leverage": 200, "name": "Demo two"}
+        ], "nextCursor": null}}),
+        "get-balances" => json!({"ok": logins.iter().map(|l| json!({
+            "login": l, "currency": "USD", "balance": "1000.00", "equity": "1012.50", "margin": "20.00", "freeMargin": "992.50"
+        })).collect::<Vec<_>>()}),
+        "list-open-positions" => {
+            json!({"ok": logins.iter().map(|l| position("5001", l, false)).collect::<Vec<_>>()})
         }
-        "list-accounts" => json!({"ok": [
-            {"login": "1001", "currency": "USD", "group": "demo\\standard", "leverage": 100},
-            {"login": "1002", "currency": "EUR", "group": "demo\\pro", "leverage": 200}
-        ]}),
-        "get-balances" => {
-            let login = req["login"].as_str().unwrap_or_default();
-            json!({"ok": {"login": login, "balance": "1000.00", "credit": "0.00", "equity": "1012.50", "margin": "20.00"}})
+        "list-closed-positions" => {
+            json!({"ok": logins.iter().map(|l| position("4001", l, true)).collect::<Vec<_>>()})
         }
-        "list-positions" => json!({"ok": [
-            {"id": "5001", "login": req["login"], "symbol": "EURUSD", "side": "buy", "volume": "1.00",
-             "openPrice": "1.08500", "currentPrice": "1.08625", "profit": "12.50", "commission": "-3.50",
-             "swap": "0.00", "openedAt": "2026-11-20T10:00:00.000Z", "closedAt": null}
-        ]}),
         "push-balance-operation" => {
-            // The comment identifies the operation: the same comment is the same deal.
-            let comment = req["comment"].as_str().unwrap_or_default();
-            let id = comment
+            // The idempotency key identifies the operation: the same key is the same deal.
+            let key = req["op"]["idempotencyKey"].as_str().unwrap_or_default();
+            let id = key
                 .bytes()
                 .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
-            json!({"ok": {"dealId": id.to_string(), "duplicate": false}})
+            json!({"ok": id.to_string()})
         }
-        other => error(
-            "unknown_operation",
-            &format!("{other} is not an operation of ABI 1"),
-        ),
+        other => error("rejected", &format!("{other} is not an operation of ABI 1")),
     }
 }
