@@ -75,6 +75,43 @@ pub async fn record<'a>(
     Ok(())
 }
 
+/// A state change as both the outbox and the audit log record it.
+pub struct Change<'a> {
+    /// Outbox event name (`symbol.updated`).
+    pub event: &'a str,
+    /// Audit action (`symbol.update`).
+    pub action: &'a str,
+    pub resource_type: &'a str,
+    pub resource_id: &'a str,
+    pub before: Option<&'a Value>,
+    pub after: Option<&'a Value>,
+}
+
+/// Emits the change's event (its payload: the state after, else before) and writes its audit
+/// entry, both in the caller's transaction.
+pub async fn record_change(tx: &mut Tx, actor: &Actor, c: Change<'_>) -> Result<(), ApiError> {
+    let payload = c.after.or(c.before).cloned().unwrap_or(Value::Null);
+    crate::events::emit(
+        tx,
+        &actor.tenant_id,
+        c.event,
+        c.resource_type,
+        c.resource_id,
+        &payload,
+    )
+    .await?;
+    record(
+        tx,
+        actor,
+        c.action,
+        c.resource_type,
+        Some(c.resource_id),
+        c.before,
+        c.after,
+    )
+    .await
+}
+
 pub fn routes(api: &mut Api) {
     api.add(
         Op::get("/v1/audit", "getAudit", "admin")

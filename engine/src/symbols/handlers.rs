@@ -165,23 +165,17 @@ pub async fn create(
     }
     insert(&mut tx, &actor.tenant_id, &s).await?;
     let after = to_json(&s);
-    events::emit(
-        &mut tx,
-        &actor.tenant_id,
-        "symbol.created",
-        "symbol",
-        &s.id,
-        &after,
-    )
-    .await?;
-    audit::record(
+    audit::record_change(
         &mut tx,
         &actor,
-        "symbol.create",
-        "symbol",
-        Some(&s.id),
-        None,
-        Some(&after),
+        audit::Change {
+            event: "symbol.created",
+            action: "symbol.create",
+            resource_type: "symbol",
+            resource_id: &s.id,
+            before: None,
+            after: Some(&after),
+        },
     )
     .await?;
     tx.commit().await?;
@@ -236,23 +230,17 @@ pub async fn update(
     .execute(&mut *tx)
     .await?;
     let after = to_json(&s);
-    events::emit(
-        &mut tx,
-        &actor.tenant_id,
-        "symbol.updated",
-        "symbol",
-        &id,
-        &after,
-    )
-    .await?;
-    audit::record(
+    audit::record_change(
         &mut tx,
         &actor,
-        "symbol.update",
-        "symbol",
-        Some(&id),
-        Some(&to_json(&before)),
-        Some(&after),
+        audit::Change {
+            event: "symbol.updated",
+            action: "symbol.update",
+            resource_type: "symbol",
+            resource_id: &id,
+            before: Some(&to_json(&before)),
+            after: Some(&after),
+        },
     )
     .await?;
     tx.commit().await?;
@@ -272,23 +260,17 @@ pub async fn delete(
         .execute(&mut *tx)
         .await?;
     let snapshot = to_json(&before);
-    events::emit(
-        &mut tx,
-        &actor.tenant_id,
-        "symbol.deleted",
-        "symbol",
-        &id,
-        &snapshot,
-    )
-    .await?;
-    audit::record(
+    audit::record_change(
         &mut tx,
         &actor,
-        "symbol.delete",
-        "symbol",
-        Some(&id),
-        Some(&snapshot),
-        None,
+        audit::Change {
+            event: "symbol.deleted",
+            action: "symbol.delete",
+            resource_type: "symbol",
+            resource_id: &id,
+            before: Some(&snapshot),
+            after: None,
+        },
     )
     .await?;
     tx.commit().await?;

@@ -13,7 +13,6 @@ use crate::app::AppState;
 use crate::audit;
 use crate::auth::Actor;
 use crate::db::{SqlBuilder, Tx};
-use crate::events;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::ApiJson;
 use crate::http::pagination::{Page, PageRequest};
@@ -259,23 +258,17 @@ pub async fn create(
     .await?;
     let view = load(&mut *tx, &actor.tenant_id, &id).await?;
     let after = to_json(&view);
-    events::emit(
-        &mut tx,
-        &actor.tenant_id,
-        "trading_group.created",
-        "trading_group",
-        &id,
-        &after,
-    )
-    .await?;
-    audit::record(
+    audit::record_change(
         &mut tx,
         &actor,
-        "trading_group.create",
-        "trading_group",
-        Some(&id),
-        None,
-        Some(&after),
+        audit::Change {
+            event: "trading_group.created",
+            action: "trading_group.create",
+            resource_type: "trading_group",
+            resource_id: &id,
+            before: None,
+            after: Some(&after),
+        },
     )
     .await?;
     tx.commit().await?;
@@ -316,23 +309,17 @@ pub async fn update(
     .await?;
     let view = load(&mut *tx, &actor.tenant_id, &id).await?;
     let after = to_json(&view);
-    events::emit(
-        &mut tx,
-        &actor.tenant_id,
-        "trading_group.updated",
-        "trading_group",
-        &id,
-        &after,
-    )
-    .await?;
-    audit::record(
+    audit::record_change(
         &mut tx,
         &actor,
-        "trading_group.update",
-        "trading_group",
-        Some(&id),
-        Some(&to_json(&before)),
-        Some(&after),
+        audit::Change {
+            event: "trading_group.updated",
+            action: "trading_group.update",
+            resource_type: "trading_group",
+            resource_id: &id,
+            before: Some(&to_json(&before)),
+            after: Some(&after),
+        },
     )
     .await?;
     tx.commit().await?;
@@ -357,23 +344,17 @@ pub async fn delete(
             .await?;
     }
     let snapshot = to_json(&before);
-    events::emit(
-        &mut tx,
-        &actor.tenant_id,
-        "trading_group.deleted",
-        "trading_group",
-        &id,
-        &snapshot,
-    )
-    .await?;
-    audit::record(
+    audit::record_change(
         &mut tx,
         &actor,
-        "trading_group.delete",
-        "trading_group",
-        Some(&id),
-        Some(&snapshot),
-        None,
+        audit::Change {
+            event: "trading_group.deleted",
+            action: "trading_group.delete",
+            resource_type: "trading_group",
+            resource_id: &id,
+            before: Some(&snapshot),
+            after: None,
+        },
     )
     .await?;
     tx.commit().await?;

@@ -14,7 +14,6 @@ use crate::app::AppState;
 use crate::audit;
 use crate::auth::Actor;
 use crate::db::SqlBuilder;
-use crate::events;
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::ApiJson;
 use crate::http::pagination::{Page, PageRequest};
@@ -149,23 +148,17 @@ pub async fn add(
     .await?;
     let after = json!({"group_id": id, "added": added, "moved": moved, "unchanged": unchanged, "member_count": count.0});
     if !added.is_empty() || !moved.is_empty() {
-        events::emit(
-            &mut tx,
-            &actor.tenant_id,
-            "trading_group.members_added",
-            "trading_group",
-            &id,
-            &after,
-        )
-        .await?;
-        audit::record(
+        audit::record_change(
             &mut tx,
             &actor,
-            "trading_group.add_members",
-            "trading_group",
-            Some(&id),
-            None,
-            Some(&after),
+            audit::Change {
+                event: "trading_group.members_added",
+                action: "trading_group.add_members",
+                resource_type: "trading_group",
+                resource_id: &id,
+                before: None,
+                after: Some(&after),
+            },
         )
         .await?;
     }
@@ -192,23 +185,17 @@ pub async fn remove(
         return Err(ApiError::NotFound("member"));
     }
     let snapshot = json!({"group_id": id, "customer_id": customer_id});
-    events::emit(
-        &mut tx,
-        &actor.tenant_id,
-        "trading_group.member_removed",
-        "trading_group",
-        &id,
-        &snapshot,
-    )
-    .await?;
-    audit::record(
+    audit::record_change(
         &mut tx,
         &actor,
-        "trading_group.remove_member",
-        "trading_group",
-        Some(&id),
-        Some(&snapshot),
-        None,
+        audit::Change {
+            event: "trading_group.member_removed",
+            action: "trading_group.remove_member",
+            resource_type: "trading_group",
+            resource_id: &id,
+            before: Some(&snapshot),
+            after: None,
+        },
     )
     .await?;
     tx.commit().await?;
