@@ -25,6 +25,11 @@ pub fn fmt_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
+/// Serialises a 0/1 integer column (booleans are INTEGER in the portable schema) as a JSON bool.
+pub fn int_as_bool<S: serde::Serializer>(v: &i64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_bool(*v != 0)
+}
+
 pub fn now() -> String {
     fmt_time(Utc::now())
 }

@@ -107,17 +107,13 @@ pub struct PortalAccount {
     pub balance: String,
     pub equity: String,
     pub leverage: i64,
-    #[serde(serialize_with = "as_bool")]
+    #[serde(serialize_with = "crate::util::int_as_bool")]
     pub is_demo: i64,
     pub status: String,
     pub created_at: String,
 }
 
 pub const ACCOUNT_COLUMNS: &str = "id, platform, account_number, currency, balance, equity, leverage, is_demo, status, created_at";
-
-fn as_bool<S: serde::Serializer>(v: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_bool(*v != 0)
-}
 
 #[derive(sqlx::FromRow, Serialize)]
 #[serde(rename_all = "camelCase")]

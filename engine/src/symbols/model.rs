@@ -39,16 +39,12 @@ pub struct SymbolRow {
     pub lot_step: String,
     pub max_leverage: i64,
     pub margin_percent: Option<String>,
-    #[serde(serialize_with = "as_bool")]
+    #[serde(serialize_with = "crate::util::int_as_bool")]
     pub is_active: i64,
     pub sort_order: i64,
     pub badge: Option<String>,
     pub created_at: String,
     pub updated_at: String,
-}
-
-fn as_bool<S: serde::Serializer>(v: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_bool(*v != 0)
 }
 
 /// Create and update bodies (the reference's field names). Every field may be absent; `null`

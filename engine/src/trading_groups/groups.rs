@@ -31,17 +31,13 @@ pub struct GroupRow {
     pub markup_pips_override: Option<String>,
     pub max_leverage_override: Option<i64>,
     pub commission_per_lot_override: Option<String>,
-    #[serde(serialize_with = "as_bool")]
+    #[serde(serialize_with = "crate::util::int_as_bool")]
     pub swap_free: i64,
-    #[serde(serialize_with = "as_bool")]
+    #[serde(serialize_with = "crate::util::int_as_bool")]
     pub is_archived: i64,
     pub created_at: String,
     pub updated_at: String,
     pub member_count: i64,
-}
-
-fn as_bool<S: serde::Serializer>(v: &i64, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_bool(*v != 0)
 }
 
 fn to_json(g: &GroupRow) -> Value {
