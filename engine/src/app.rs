@@ -28,6 +28,8 @@ pub struct AppState {
     pub secrets: Arc<crate::secrets::SecretBox>,
     /// The OpenAPI document, built once from the registry at start-up.
     pub openapi: Arc<OnceLock<serde_json::Value>>,
+    /// Installed WebAssembly plugins.
+    pub plugins: Arc<crate::plugins::Plugins>,
 }
 
 /// Every feature registers its operations here.
@@ -50,6 +52,7 @@ pub fn register_all(api: &mut Api) {
     crate::tags::routes(api);
     crate::segments::routes(api);
     crate::webhooks::routes(api);
+    crate::plugins::routes(api);
 }
 
 /// The OpenAPI document without a database or server (for `lumire openapi`).
@@ -84,9 +87,12 @@ impl App {
         };
         let secrets =
             crate::secrets::SecretBox::load(settings.secret_key.as_deref(), &settings.data_dir)?;
+        let secrets = Arc::new(secrets);
+        let plugins = crate::plugins::Plugins::load(&settings, &db, &secrets).await?;
         let state = AppState {
             db,
-            secrets: Arc::new(secrets),
+            plugins: Arc::new(plugins),
+            secrets,
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::new()),
             store,

@@ -48,6 +48,17 @@ pub struct Settings {
     /// Let webhook URLs reach loopback, private, link-local and other non-public addresses
     /// (receivers on an internal network; tests). Off by default: an SSRF guard.
     pub webhook_allow_private: bool,
+    /// Directory of bundled WebAssembly plugins (`*.wasm` components), installed at start-up.
+    /// Missing or empty: no plugins.
+    pub plugins_dir: PathBuf,
+    /// Where compiled plugins are cached (default `data_dir/plugin-cache`).
+    pub plugin_cache_dir: Option<PathBuf>,
+    /// Longest a plugin call may run (wall clock, enforced by epoch interruption).
+    pub plugin_timeout_ms: u64,
+    /// Largest linear memory of one plugin call, in MiB.
+    pub plugin_memory_mb: u64,
+    /// Largest response body a plugin may return.
+    pub plugin_max_response_bytes: usize,
 }
 
 impl Default for Settings {
@@ -75,6 +86,11 @@ impl Default for Settings {
             s3_secret_access_key: None,
             secret_key: None,
             webhook_allow_private: false,
+            plugins_dir: PathBuf::from("./plugins/dist"),
+            plugin_cache_dir: None,
+            plugin_timeout_ms: 5000,
+            plugin_memory_mb: 64,
+            plugin_max_response_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -92,6 +108,7 @@ impl std::fmt::Debug for Settings {
             .field("s3_bucket", &self.s3_bucket)
             .field("s3_endpoint", &self.s3_endpoint)
             .field("webhook_allow_private", &self.webhook_allow_private)
+            .field("plugins_dir", &self.plugins_dir)
             .finish_non_exhaustive()
     }
 }
@@ -217,6 +234,21 @@ impl Settings {
         }
         if let Some(v) = get("LUMIRE_WEBHOOK_ALLOW_PRIVATE") {
             self.webhook_allow_private = parse("LUMIRE_WEBHOOK_ALLOW_PRIVATE", v)?;
+        }
+        if let Some(v) = get("LUMIRE_PLUGINS_DIR") {
+            self.plugins_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("LUMIRE_PLUGIN_CACHE_DIR") {
+            self.plugin_cache_dir = opt(v).map(PathBuf::from);
+        }
+        if let Some(v) = get("LUMIRE_PLUGIN_TIMEOUT_MS") {
+            self.plugin_timeout_ms = parse("LUMIRE_PLUGIN_TIMEOUT_MS", v)?;
+        }
+        if let Some(v) = get("LUMIRE_PLUGIN_MEMORY_MB") {
+            self.plugin_memory_mb = parse("LUMIRE_PLUGIN_MEMORY_MB", v)?;
+        }
+        if let Some(v) = get("LUMIRE_PLUGIN_MAX_RESPONSE_BYTES") {
+            self.plugin_max_response_bytes = parse("LUMIRE_PLUGIN_MAX_RESPONSE_BYTES", v)?;
         }
         Ok(())
     }
