@@ -14,6 +14,7 @@ mod money_invariants;
 mod passkeys;
 mod payment_documents;
 mod payments;
+mod plugins;
 mod portal;
 mod s3_storage;
 mod segments;
