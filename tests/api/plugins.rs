@@ -306,6 +306,45 @@ async fn lead_validation_names_the_field_and_mandatories_can_be_skipped() {
 }
 
 #[tokio::test]
+async fn idempotency_keys_and_api_key_scopes_apply_to_plugin_routes() {
+    let app = spawn().await;
+    let owner = app.register_owner().await;
+    enable(&owner, "leads-intake").await;
+
+    // The engine's idempotency middleware runs before the guest: a replay creates nothing.
+    let send = || {
+        owner
+            .raw_request(reqwest::Method::POST, "/v1/leads")
+            .header("Idempotency-Key", "lead-once")
+            .json(&lead_body("Once"))
+            .send()
+    };
+    let first = send().await.expect("send");
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let again = send().await.expect("send");
+    assert_eq!(again.status(), StatusCode::CREATED);
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    let (_, list) = owner.get("/v1/leads").await;
+    assert_eq!(list["result"]["count"], 1);
+
+    // API keys need the plugin's scope.
+    let (s, k) = owner
+        .post(
+            "/v1/api-keys",
+            json!({"name": "reader", "scopes": ["leads-intake:read"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{k}");
+    let reader = owner.client.with_bearer(k["key"].as_str().expect("key"));
+    let (s, b) = reader.get("/v1/leads").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["result"]["count"], 1);
+    let (s, b) = reader.post("/v1/leads", lead_body("Nope")).await;
+    assert_problem(s, &b, StatusCode::FORBIDDEN, "forbidden");
+}
+
+#[tokio::test]
 async fn two_tenants_see_only_their_own_leads() {
     let app = spawn().await;
     let a = app.register_owner().await;
@@ -419,4 +458,26 @@ async fn a_hostile_plugin_is_contained_and_the_engine_keeps_serving() {
     let (s, b) = owner.get("/v1/leads").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b["result"]["count"], 1);
+}
+
+#[tokio::test]
+async fn a_plugin_built_outside_the_repository_from_the_sdk_loads_and_runs() {
+    let app = spawn().await;
+    let owner = app.register_owner().await;
+    enable(&owner, "notes").await;
+    let (s, note) = owner.post("/v1/notes", json!({"text": "hello"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{note}");
+    assert_eq!(note["text"], "hello");
+    let id = note["id"].as_str().unwrap();
+    let (s, got) = owner.get(&format!("/v1/notes/{id}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(got, note);
+    let (s, b) = owner.get("/v1/notes/note_missing").await;
+    assert_problem(s, &b, StatusCode::NOT_FOUND, "not_found");
+
+    // Another tenant that enabled it does not see the note.
+    let other = app.register_owner().await;
+    enable(&other, "notes").await;
+    let (s, _) = other.get(&format!("/v1/notes/{id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }

@@ -244,3 +244,66 @@ fn percent_decode(s: &str) -> String {
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wit(routes: &[(&str, &str, &[&str])]) -> types::Manifest {
+        types::Manifest {
+            name: "demo".into(),
+            version: "1.0.0".into(),
+            description: String::new(),
+            routes: routes
+                .iter()
+                .map(|(m, p, r)| types::Route {
+                    method: m.to_string(),
+                    path: p.to_string(),
+                    roles: r.iter().map(|s| s.to_string()).collect(),
+                    summary: String::new(),
+                })
+                .collect(),
+            events: vec![],
+            jobs: vec![],
+            capabilities: vec![types::Capability::Storage],
+            collections: vec![types::Collection {
+                name: "things".into(),
+                indexes: vec!["status".into()],
+            }],
+            config_schema: None,
+        }
+    }
+
+    #[test]
+    fn routes_match_literals_and_parameters() {
+        let m = Manifest::from_wit(wit(&[
+            ("GET", "/v1/things", &["owner"]),
+            ("get", "/v1/things/{thing-id}/parts", &[]),
+        ]))
+        .unwrap();
+        assert!(m.match_route("GET", "/v1/things").is_some());
+        assert!(m.match_route("POST", "/v1/things").is_none());
+        let hit = m.match_route("GET", "/v1/things/a%20b/parts").unwrap();
+        assert_eq!(
+            hit.params,
+            vec![("thing-id".to_string(), "a b".to_string())]
+        );
+        assert!(m.match_route("GET", "/v1/things//parts").is_none());
+        assert!(m.match_route("GET", "/v1/things/x").is_none());
+        assert_eq!(m.routes[0].roles, vec![Role::Owner]);
+    }
+
+    #[test]
+    fn bad_manifests_are_refused() {
+        assert!(Manifest::from_wit(wit(&[("GET", "/v2/x", &[])])).is_err());
+        assert!(Manifest::from_wit(wit(&[("TRACE", "/v1/x", &[])])).is_err());
+        assert!(Manifest::from_wit(wit(&[("GET", "/v1/x", &["wizard"])])).is_err());
+        assert!(Manifest::from_wit(wit(&[("GET", "/v1/x", &["platform_operator"])])).is_err());
+        let mut w = wit(&[]);
+        w.name = "Bad Name".into();
+        assert!(Manifest::from_wit(w).is_err());
+        let mut w = wit(&[]);
+        w.collections[0].indexes = vec!["a".into(), "b".into(), "c".into(), "d".into(), "e".into()];
+        assert!(Manifest::from_wit(w).is_err());
+    }
+}

@@ -247,7 +247,7 @@ pub fn validate(body: &Value, enforce: bool) -> Result<Input, Problem> {
     ] {
         if let Some(v) = obj.get(key)
             && !v.is_null()
-            && !v.as_str().is_some_and(|s| s.chars().count() <= 500)
+            && v.as_str().is_none_or(|s| s.chars().count() > 500)
         {
             e.add(path, "must be a string of at most 500 characters");
         }
