@@ -481,3 +481,58 @@ async fn a_plugin_built_outside_the_repository_from_the_sdk_loads_and_runs() {
     let (s, _) = other.get(&format!("/v1/notes/{id}")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn plugin_install_checks_the_component_and_refuses_clashes() {
+    let built = plugins_dir();
+    let dir = std::env::temp_dir().join(format!("lumire-install-{}", ulid::Ulid::new()));
+    let settings = lumire_engine::Settings {
+        plugins_dir: dir.join("plugins"),
+        data_dir: dir.join("data"),
+        plugin_cache_dir: Some(cache_dir()),
+        ..Default::default()
+    };
+
+    let target = lumire_engine::plugins::install_cli(
+        &settings,
+        &built.join("leads-intake.wasm"),
+        true,
+        &mut Vec::new(),
+    )
+    .await
+    .expect("installs");
+    assert_eq!(target, settings.plugins_dir.join("leads-intake.wasm"));
+    assert!(target.is_file());
+    // Installing the same plugin again replaces it (an upgrade).
+    lumire_engine::plugins::install_cli(
+        &settings,
+        &built.join("leads-intake.wasm"),
+        true,
+        &mut Vec::new(),
+    )
+    .await
+    .expect("reinstalls");
+
+    // Another file claiming the same name is refused.
+    std::fs::copy(&target, settings.plugins_dir.join("copy.wasm")).unwrap();
+    let err = lumire_engine::plugins::install_cli(
+        &settings,
+        &built.join("leads-intake.wasm"),
+        true,
+        &mut Vec::new(),
+    )
+    .await
+    .expect_err("clash");
+    assert!(err.to_string().contains("leads-intake"), "{err:#}");
+    std::fs::remove_file(settings.plugins_dir.join("copy.wasm")).unwrap();
+
+    // Something that is not a component never gets copied.
+    let junk = dir.join("junk.wasm");
+    std::fs::write(&junk, b"\0asm not really").unwrap();
+    let err = lumire_engine::plugins::install_cli(&settings, &junk, true, &mut Vec::new())
+        .await
+        .expect_err("junk");
+    assert!(format!("{err:#}").contains("compiling"), "{err:#}");
+    assert!(!settings.plugins_dir.join("junk.wasm").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -16,8 +16,9 @@ use crate::util::new_id;
 /// Who a call serves. `tenant_id` is `None` while the engine asks a plugin to `describe` itself:
 /// then every capability answers `denied`.
 pub struct CallCtx {
-    pub db: crate::db::Db,
-    pub secrets: Arc<crate::secrets::SecretBox>,
+    /// `None` when a plugin is only inspected (`lumire plugin install`).
+    pub db: Option<crate::db::Db>,
+    pub secrets: Option<Arc<crate::secrets::SecretBox>>,
     pub manifest: Arc<Manifest>,
     pub tenant_id: Option<String>,
     pub request_id: String,
@@ -111,11 +112,12 @@ impl HostState {
         })
     }
 
-    fn storage_scope(&self) -> Result<Scope<'_>, storage::Error> {
+    fn storage_scope(&self) -> Result<(crate::db::Db, Scope<'_>), storage::Error> {
         if !self.call.manifest.capabilities.storage {
             return Err(storage::Error::Denied);
         }
-        self.scope().ok_or(storage::Error::Denied)
+        let db = self.call.db.clone().ok_or(storage::Error::Denied)?;
+        Ok((db, self.scope().ok_or(storage::Error::Denied)?))
     }
 }
 
@@ -151,8 +153,7 @@ impl storage::Host for HostState {
         id: String,
         body: String,
     ) -> Result<storage::Document, storage::Error> {
-        let db = self.call.db.clone();
-        let scope = self.storage_scope()?;
+        let (db, scope) = self.storage_scope()?;
         super::storage::put(&db, &scope, &collection, &id, &body).await
     }
 
@@ -161,20 +162,17 @@ impl storage::Host for HostState {
         collection: String,
         id: String,
     ) -> Result<Option<storage::Document>, storage::Error> {
-        let db = self.call.db.clone();
-        let scope = self.storage_scope()?;
+        let (db, scope) = self.storage_scope()?;
         super::storage::get(&db, &scope, &collection, &id).await
     }
 
     async fn delete(&mut self, collection: String, id: String) -> Result<bool, storage::Error> {
-        let db = self.call.db.clone();
-        let scope = self.storage_scope()?;
+        let (db, scope) = self.storage_scope()?;
         super::storage::delete(&db, &scope, &collection, &id).await
     }
 
     async fn find(&mut self, q: storage::Query) -> Result<storage::Page, storage::Error> {
-        let db = self.call.db.clone();
-        let scope = self.storage_scope()?;
+        let (db, scope) = self.storage_scope()?;
         super::storage::find(&db, &scope, &q).await
     }
 
@@ -183,14 +181,12 @@ impl storage::Host for HostState {
         collection: String,
         filters: Vec<storage::Filter>,
     ) -> Result<u64, storage::Error> {
-        let db = self.call.db.clone();
-        let scope = self.storage_scope()?;
+        let (db, scope) = self.storage_scope()?;
         super::storage::count(&db, &scope, &collection, &filters).await
     }
 
     async fn batch(&mut self, writes: Vec<storage::Write>) -> Result<(), storage::Error> {
-        let db = self.call.db.clone();
-        let scope = self.storage_scope()?;
+        let (db, scope) = self.storage_scope()?;
         super::storage::batch(&db, &scope, &writes).await
     }
 }
@@ -220,7 +216,9 @@ impl events::Host for HostState {
         }
         let payload: serde_json::Value =
             serde_json::from_str(&payload).map_err(|e| format!("invalid payload: {e}"))?;
-        let db = &self.call.db;
+        let Some(db) = &self.call.db else {
+            return Err("denied: no database in this call".into());
+        };
         let mut tx = db.begin().await.map_err(|e| e.to_string())?;
         crate::events::emit(
             &mut tx,
@@ -241,7 +239,8 @@ impl config::Host for HostState {
         if !self.call.manifest.capabilities.config {
             return "{}".into();
         }
-        let Some(tenant) = self.call.tenant_id.as_deref() else {
+        let (Some(tenant), Some(db)) = (self.call.tenant_id.as_deref(), self.call.db.as_ref())
+        else {
             return "{}".into();
         };
         let row: Option<String> = sqlx::query_scalar(
@@ -249,7 +248,7 @@ impl config::Host for HostState {
         )
         .bind(tenant)
         .bind(&self.call.manifest.name)
-        .fetch_optional(self.call.db.pool())
+        .fetch_optional(db.pool())
         .await
         .ok()
         .flatten();
@@ -261,19 +260,20 @@ impl config::Host for HostState {
             return None;
         }
         let tenant = self.call.tenant_id.as_deref()?;
+        let db = self.call.db.as_ref()?;
         let row: Option<String> = sqlx::query_scalar(
             "SELECT secrets FROM plugin_configs WHERE tenant_id = $1 AND plugin = $2",
         )
         .bind(tenant)
         .bind(&self.call.manifest.name)
-        .fetch_optional(self.call.db.pool())
+        .fetch_optional(db.pool())
         .await
         .ok()
         .flatten();
         let all: serde_json::Value = serde_json::from_str(&row?).ok()?;
         let sealed = all.get(&name)?.as_str()?;
         let context = format!("plugin:{}:{}", self.call.manifest.name, tenant);
-        self.call.secrets.open(&context, sealed).ok()
+        self.call.secrets.as_ref()?.open(&context, sealed).ok()
     }
 }
 

@@ -53,14 +53,18 @@ impl Plugins {
             return Ok(Plugins::none());
         }
         let runtime = Runtime::new(settings).context("starting the plugin runtime")?;
-        let mut plugins = Plugins {
+        let plugins = Plugins {
             runtime: Some(runtime),
             installed: Vec::new(),
             db: Some(db.clone()),
             secrets: Some(secrets.clone()),
         };
+        plugins.install_all(files).await
+    }
+
+    async fn install_all(mut self, files: Vec<PathBuf>) -> anyhow::Result<Plugins> {
         for file in files {
-            let p = plugins
+            let p = self
                 .install(&file)
                 .await
                 .with_context(|| format!("installing plugin {}", file.display()))?;
@@ -71,9 +75,30 @@ impl Plugins {
                 routes = p.manifest.routes.len(),
                 "plugin installed"
             );
-            plugins.installed.push(p);
+            self.installed.push(p);
         }
-        Ok(plugins)
+        Ok(self)
+    }
+
+    /// The plugins of `settings.plugins_dir` but `skip`, inspected without a database.
+    pub async fn load_files(
+        settings: &Settings,
+        skip: Option<&Path>,
+    ) -> anyhow::Result<Vec<Arc<Installed>>> {
+        let files: Vec<PathBuf> = wasm_files(&settings.plugins_dir)?
+            .into_iter()
+            .filter(|f| Some(f.as_path()) != skip)
+            .collect();
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        let plugins = Plugins {
+            runtime: Some(Runtime::new(settings).context("starting the plugin runtime")?),
+            installed: Vec::new(),
+            db: None,
+            secrets: None,
+        };
+        Ok(plugins.install_all(files).await?.installed)
     }
 
     async fn install(&self, file: &Path) -> anyhow::Result<Arc<Installed>> {
@@ -130,12 +155,24 @@ impl Plugins {
         request_id: String,
     ) -> anyhow::Result<CallCtx> {
         Ok(CallCtx {
-            db: self.db.clone().context("no database")?,
-            secrets: self.secrets.clone().context("no secrets")?,
+            db: self.db.clone(),
+            secrets: self.secrets.clone(),
             manifest,
             tenant_id,
             request_id,
         })
+    }
+
+    /// Compiles and describes a component without installing it or touching a database
+    /// (`lumire plugin install` shows the result before copying the file).
+    pub async fn inspect(settings: &Settings, file: &Path) -> anyhow::Result<Arc<Installed>> {
+        let plugins = Plugins {
+            runtime: Some(Runtime::new(settings).context("starting the plugin runtime")?),
+            installed: Vec::new(),
+            db: None,
+            secrets: None,
+        };
+        plugins.install(file).await
     }
 
     pub fn installed(&self) -> &[Arc<Installed>] {
