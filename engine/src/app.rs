@@ -171,6 +171,9 @@ async fn run_jobs(state: AppState, mut stop: watch::Receiver<bool>) {
         if let Err(e) = mailer.run_once(&state.db).await {
             tracing::warn!(error = %e, "mail job failed");
         }
+        if let Err(e) = crate::plugins::events::run_once(&state).await {
+            tracing::warn!(error = %e, "plugin event delivery failed");
+        }
         if tick.is_multiple_of(300)
             && let Err(e) = crate::housekeeping::purge(&state.db).await
         {

@@ -536,3 +536,103 @@ async fn plugin_install_checks_the_component_and_refuses_clashes() {
     assert!(!settings.plugins_dir.join("junk.wasm").exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+async fn deliveries(app: &TestApp, tenant: &str, plugin: &str, status: &str) -> i64 {
+    app.count(
+        &format!(
+            "SELECT COUNT(*) FROM plugin_event_deliveries WHERE tenant_id = $1 AND plugin = '{plugin}' AND status = '{status}'"
+        ),
+        tenant,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn events_reach_only_subscribed_enabled_plugins_and_a_failing_one_fails_alone() {
+    let app = spawn().await;
+    let a = app.register_owner().await;
+    let b = app.register_owner().await;
+    for p in ["leads-intake", "notes", "test-hostile"] {
+        enable(&a, p).await;
+    }
+    enable(&b, "leads-intake").await;
+
+    let (s, _) = a.post("/v1/leads", lead_body("Ann")).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = b.post("/v1/leads", lead_body("Bea")).await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    let attempted = lumire_engine::plugins::events::run_once(&app.state)
+        .await
+        .expect("deliver");
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT plugin, status, COALESCE(last_error, '') FROM plugin_event_deliveries ORDER BY plugin",
+    )
+    .fetch_all(app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(attempted, 2, "notes and test-hostile of tenant A: {rows:?}");
+
+    // The notes plugin stored a note from the event, in tenant A only.
+    let notes = "SELECT COUNT(*) FROM plugin_documents WHERE tenant_id = $1 AND plugin = 'notes'";
+    assert_eq!(app.count(notes, &a.tenant_id).await, 1);
+    assert_eq!(app.count(notes, &b.tenant_id).await, 0);
+    assert_eq!(
+        deliveries(&app, &a.tenant_id, "notes", "succeeded").await,
+        1
+    );
+    // Tenant B enabled neither subscriber: no deliveries at all.
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM plugin_event_deliveries WHERE tenant_id = $1",
+            &b.tenant_id
+        )
+        .await,
+        0
+    );
+
+    // The looping plugin hit its deadline; its delivery waits for a retry, with the reason.
+    assert_eq!(
+        deliveries(&app, &a.tenant_id, "test-hostile", "pending").await,
+        1
+    );
+    let err: String = sqlx::query_scalar(
+        "SELECT last_error FROM plugin_event_deliveries WHERE tenant_id = $1 AND plugin = 'test-hostile'",
+    )
+    .bind(&a.tenant_id)
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap();
+    assert!(
+        err.contains("test-hostile") && err.contains("handle-event") && err.contains("deadline"),
+        "{err}"
+    );
+
+    // Nothing is due now: a second round attempts nothing and delivers nothing twice.
+    let again = lumire_engine::plugins::events::run_once(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+    assert_eq!(app.count(notes, &a.tenant_id).await, 1);
+
+    // A plugin disabled before its delivery is due is skipped.
+    let (s, _) = a
+        .patch(
+            "/v1/tenants/current",
+            json!({"featureFlags": {"plugin.test-hostile": false}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    sqlx::query("UPDATE plugin_event_deliveries SET next_attempt_at = '2000-01-01T00:00:00.000Z' WHERE tenant_id = $1 AND plugin = 'test-hostile'")
+        .bind(&a.tenant_id)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    lumire_engine::plugins::events::run_once(&app.state)
+        .await
+        .unwrap();
+    assert_eq!(
+        deliveries(&app, &a.tenant_id, "test-hostile", "skipped").await,
+        1
+    );
+}

@@ -45,7 +45,7 @@ async fn tenant_flags(st: &AppState, tenant_id: &str) -> ApiResult<Value> {
         .unwrap_or_else(|| json!({})))
 }
 
-fn enabled(flags: &Value, plugin: &str) -> bool {
+pub(crate) fn enabled(flags: &Value, plugin: &str) -> bool {
     flags.get(super::flag_name(plugin)).and_then(Value::as_bool) == Some(true)
 }
 

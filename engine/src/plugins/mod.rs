@@ -8,9 +8,11 @@
 //! - `registry`: installing plugins and calling them,
 //! - `host`: the host interfaces a plugin imports (storage, events, config, log),
 //! - `storage`: the tenant-scoped document store,
-//! - `http`: `GET /v1/plugins` and the fallback that serves plugin routes.
+//! - `http`: `GET /v1/plugins` and the fallback that serves plugin routes,
+//! - `events`: delivering outbox events to subscribed, enabled plugins (`handle-event`).
 
 pub mod bindings;
+pub mod events;
 pub mod host;
 pub mod http;
 pub mod manifest;

@@ -214,6 +214,36 @@ impl Plugins {
     }
 }
 
+impl Plugins {
+    /// Calls `handle-event` of `plugin` for `tenant_id`: the outer error is a failure of the
+    /// plugin (trap, deadline, ...), the inner one the error the plugin returned.
+    pub async fn handle_event(
+        &self,
+        plugin: &Installed,
+        tenant_id: &str,
+        event: types::Event,
+    ) -> Result<Result<(), String>, Failure> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| Failure::Unavailable("no runtime".into()))?;
+        let ctx = self
+            .ctx(
+                plugin.manifest.clone(),
+                Some(tenant_id.to_string()),
+                format!("event:{}", event.id),
+            )
+            .map_err(|e| Failure::Unavailable(e.to_string()))?;
+        let (inst, mut store) = runtime.instantiate(&plugin.pre, ctx).await?;
+        let r = tokio::time::timeout(
+            runtime.timeout(),
+            inst.call_handle_event(&mut store, &event),
+        )
+        .await;
+        runtime.outcome(&store, r)
+    }
+}
+
 fn wasm_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,

@@ -16,6 +16,7 @@ impl Plugin for Notes {
             )
             .route("POST", "/v1/notes", &["owner", "admin"], "Write a note")
             .collection("notes", &["author"]) // also asks for the storage capability
+            .event("lead.created") // from the leads-intake plugin, through the outbox
             .build()
     }
 
@@ -36,6 +37,16 @@ impl Plugin for Notes {
             }
             _ => Err(Problem::not_found("route")),
         }
+    }
+
+    fn on_event(event: sdk::Event) -> Result<(), String> {
+        if event.name == "lead.created" {
+            let id = storage::new_id("note");
+            let text = format!("New lead {}", event.resource_id);
+            let note = json!({"id": id, "author": "system", "text": text});
+            storage::put("notes", &id, &note).map_err(|e| format!("{e:?}"))?;
+        }
+        Ok(())
     }
 }
 

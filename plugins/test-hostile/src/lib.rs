@@ -35,6 +35,7 @@ impl Plugin for Hostile {
                 ANY,
                 "Calls storage without the capability",
             )
+            .event("lead.*")
             .build()
     }
 
@@ -78,6 +79,14 @@ impl Plugin for Hostile {
                 ))
             }
             _ => Err(Problem::not_found("route")),
+        }
+    }
+
+    /// Loops on every event it gets: its deliveries must fail alone.
+    fn on_event(_event: sdk::Event) -> Result<(), String> {
+        let mut n: u64 = 0;
+        loop {
+            n = std::hint::black_box(n.wrapping_add(1));
         }
     }
 }
