@@ -30,6 +30,8 @@ pub struct AppState {
     pub connectors: Arc<crate::connectors::Registry>,
     /// The OpenAPI document, built once from the registry at start-up.
     pub openapi: Arc<OnceLock<serde_json::Value>>,
+    /// Installed WebAssembly plugins.
+    pub plugins: Arc<crate::plugins::Plugins>,
 }
 
 /// Every feature registers its operations here.
@@ -57,6 +59,7 @@ pub fn register_all(api: &mut Api) {
     crate::trading_groups::routes(api);
     crate::integrations::routes(api);
     crate::webhooks::routes(api);
+    crate::plugins::routes(api);
 }
 
 /// The OpenAPI document without a database or server (for `lumire openapi`).
@@ -95,10 +98,13 @@ impl App {
             Some(dir) => crate::connectors::Registry::load_dir(dir),
             None => crate::connectors::Registry::default(),
         };
+        let secrets = Arc::new(secrets);
+        let plugins = crate::plugins::Plugins::load(&settings, &db, &secrets).await?;
         let state = AppState {
             db,
             connectors: Arc::new(connectors),
-            secrets: Arc::new(secrets),
+            plugins: Arc::new(plugins),
+            secrets,
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::new()),
             store,
@@ -187,6 +193,9 @@ async fn run_jobs(state: AppState, mut stop: watch::Receiver<bool>) {
             && let Err(e) = crate::integrations::sync::run_scheduled(&state, interval).await
         {
             tracing::warn!(error = %e, "scheduled sync failed");
+        }
+        if let Err(e) = crate::plugins::events::run_once(&state).await {
+            tracing::warn!(error = %e, "plugin event delivery failed");
         }
         if tick.is_multiple_of(300)
             && let Err(e) = crate::housekeeping::purge(&state.db).await

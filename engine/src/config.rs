@@ -52,6 +52,17 @@ pub struct Settings {
     pub native_connectors_dir: Option<PathBuf>,
     /// Seconds between scheduled syncs of each connector configuration (0 turns them off).
     pub sync_interval_secs: i64,
+    /// Directory of bundled WebAssembly plugins (`*.wasm` components), installed at start-up.
+    /// Missing or empty: no plugins.
+    pub plugins_dir: PathBuf,
+    /// Where compiled plugins are cached (default `data_dir/plugin-cache`).
+    pub plugin_cache_dir: Option<PathBuf>,
+    /// Longest a plugin call may run (wall clock, enforced by epoch interruption).
+    pub plugin_timeout_ms: u64,
+    /// Largest linear memory of one plugin call, in MiB.
+    pub plugin_memory_mb: u64,
+    /// Largest response body a plugin may return.
+    pub plugin_max_response_bytes: usize,
 }
 
 impl Default for Settings {
@@ -81,6 +92,11 @@ impl Default for Settings {
             webhook_allow_private: false,
             native_connectors_dir: None,
             sync_interval_secs: 300,
+            plugins_dir: PathBuf::from("./plugins/dist"),
+            plugin_cache_dir: None,
+            plugin_timeout_ms: 5000,
+            plugin_memory_mb: 64,
+            plugin_max_response_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -98,6 +114,7 @@ impl std::fmt::Debug for Settings {
             .field("s3_bucket", &self.s3_bucket)
             .field("s3_endpoint", &self.s3_endpoint)
             .field("webhook_allow_private", &self.webhook_allow_private)
+            .field("plugins_dir", &self.plugins_dir)
             .finish_non_exhaustive()
     }
 }
@@ -229,6 +246,21 @@ impl Settings {
         }
         if let Some(v) = get("LUMIRE_WEBHOOK_ALLOW_PRIVATE") {
             self.webhook_allow_private = parse("LUMIRE_WEBHOOK_ALLOW_PRIVATE", v)?;
+        }
+        if let Some(v) = get("LUMIRE_PLUGINS_DIR") {
+            self.plugins_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("LUMIRE_PLUGIN_CACHE_DIR") {
+            self.plugin_cache_dir = opt(v).map(PathBuf::from);
+        }
+        if let Some(v) = get("LUMIRE_PLUGIN_TIMEOUT_MS") {
+            self.plugin_timeout_ms = parse("LUMIRE_PLUGIN_TIMEOUT_MS", v)?;
+        }
+        if let Some(v) = get("LUMIRE_PLUGIN_MEMORY_MB") {
+            self.plugin_memory_mb = parse("LUMIRE_PLUGIN_MEMORY_MB", v)?;
+        }
+        if let Some(v) = get("LUMIRE_PLUGIN_MAX_RESPONSE_BYTES") {
+            self.plugin_max_response_bytes = parse("LUMIRE_PLUGIN_MAX_RESPONSE_BYTES", v)?;
         }
         Ok(())
     }

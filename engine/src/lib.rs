@@ -25,6 +25,7 @@ pub mod money;
 pub mod passkeys;
 pub mod payments;
 pub mod pdf;
+pub mod plugins;
 pub mod portal;
 pub mod secrets;
 pub mod segments;

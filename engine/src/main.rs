@@ -1,4 +1,4 @@
-//! The `lumire` binary: `serve` (default), `migrate`, `openapi`.
+//! The `lumire` binary: `serve` (default), `migrate`, `openapi`, `plugin install`.
 
 use clap::{Parser, Subcommand};
 use lumire_engine::{App, Settings};
@@ -22,6 +22,25 @@ enum Command {
     Migrate,
     /// Print the OpenAPI 3.1 document to stdout (no server, no database).
     Openapi,
+    /// Manage WebAssembly plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Check a component, show the capabilities and routes it asks for and, once approved,
+    /// copy it into the plugins directory (LUMIRE_PLUGINS_DIR); the engine loads it at its
+    /// next start.
+    Install {
+        /// The component (`.wasm`) built for wasm32-wasip2.
+        file: std::path::PathBuf,
+        /// Approve without asking.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[tokio::main]
@@ -53,6 +72,13 @@ async fn main() -> anyhow::Result<()> {
                 settings.listen = l;
             }
             serve(settings).await
+        }
+        Some(Command::Plugin {
+            command: PluginCommand::Install { file, yes },
+        }) => {
+            lumire_engine::plugins::install_cli(&settings, &file, yes, &mut std::io::stdout())
+                .await?;
+            Ok(())
         }
         None | Some(Command::Openapi) => serve(settings).await,
     }

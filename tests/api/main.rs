@@ -18,6 +18,7 @@ mod native_connectors;
 mod passkeys;
 mod payment_documents;
 mod payments;
+mod plugins;
 mod portal;
 mod s3_storage;
 mod segments;

@@ -78,7 +78,7 @@ pub async fn create(
     } else if scopes.len() > 100 {
         v.fail("scopes", "at most 100 scopes");
     }
-    for problem in scopes.iter().filter_map(|s| scope_problem(s)) {
+    for problem in scopes.iter().filter_map(|s| scope_problem(s, &st.plugins)) {
         v.fail("scopes", problem);
     }
     if let Some(e) = &b.expires_at {

@@ -136,8 +136,9 @@ fn scope_tags() -> &'static BTreeSet<&'static str> {
     })
 }
 
-/// Checks one scope string (`*`, `<tag>:read`, `<tag>:write`, `<tag>:*`) against the registry.
-pub fn scope_problem(scope: &str) -> Option<String> {
+/// Checks one scope string (`*`, `<tag>:read`, `<tag>:write`, `<tag>:*`) against the registry;
+/// an installed plugin's name is a tag too (its routes are scoped `<plugin>:read|write`).
+pub fn scope_problem(scope: &str, plugins: &crate::plugins::Plugins) -> Option<String> {
     if scope == "*" {
         return None;
     }
@@ -149,7 +150,7 @@ pub fn scope_problem(scope: &str) -> Option<String> {
     if !["read", "write", "*"].contains(&level) {
         return Some(format!("`{scope}`: the level must be read, write or *"));
     }
-    if !scope_tags().contains(tag) {
+    if !scope_tags().contains(tag) && !plugins.installed().iter().any(|p| p.manifest.name == tag) {
         return Some(format!(
             "`{scope}`: `{tag}` is not an operation tag of this API"
         ));

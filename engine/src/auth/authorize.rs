@@ -58,15 +58,7 @@ async fn resolve(
             Ok(Some(actor))
         }
         Access::Staff(allowed) => {
-            let actor = if let Some(key) = bearer(parts_headers) {
-                let actor = api_key_actor(guard, ip, key).await?;
-                check_scope(guard.tag, method, &actor)?;
-                actor
-            } else if let Some(cookie) = read_cookie(parts_headers, OPERATOR_COOKIE) {
-                user_from_cookie(guard, ip, cookie).await?
-            } else {
-                return Err(ApiError::Unauthorized("unauthenticated"));
-            };
+            let actor = staff_actor(guard, parts_headers, method, ip, guard.tag).await?;
             if !actor.roles.iter().any(|r| allowed.contains(r)) {
                 return Err(ApiError::Forbidden(
                     "Your role does not allow this operation.".into(),
@@ -75,6 +67,41 @@ async fn resolve(
             Ok(Some(actor))
         }
     }
+}
+
+async fn staff_actor(
+    guard: &OpGuard,
+    headers: &axum::http::HeaderMap,
+    method: &Method,
+    ip: Option<String>,
+    tag: &str,
+) -> Result<Actor, ApiError> {
+    if let Some(key) = bearer(headers) {
+        let actor = api_key_actor(guard, ip, key).await?;
+        check_scope(tag, method, &actor)?;
+        Ok(actor)
+    } else if let Some(cookie) = read_cookie(headers, OPERATOR_COOKIE) {
+        user_from_cookie(guard, ip, cookie).await
+    } else {
+        Err(ApiError::Unauthorized("unauthenticated"))
+    }
+}
+
+/// Resolves a team member or API key (scope `<tag>:read|write`) without checking roles: for
+/// routes whose roles are only known at run time (plugin routes).
+pub async fn authenticate_staff(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    method: &Method,
+    ip: Option<String>,
+    tag: &str,
+) -> Result<Actor, ApiError> {
+    let guard = OpGuard {
+        state: state.clone(),
+        access: Access::Staff(&[]),
+        tag: "",
+    };
+    staff_actor(&guard, headers, method, ip, tag).await
 }
 
 fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {

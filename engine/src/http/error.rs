@@ -41,6 +41,14 @@ pub enum ApiError {
     RateLimited { retry_after: u64 },
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A plugin failed (trap, deadline, memory, broken response); the detail names the
+    /// plugin, its version and the export.
+    #[error("plugin failed: {detail}")]
+    Plugin {
+        status: StatusCode,
+        code: &'static str,
+        detail: String,
+    },
     #[error("database error: {0}")]
     Db(sqlx::Error),
     #[error("internal error: {0}")]
@@ -130,6 +138,11 @@ impl ApiError {
                 "Payload too large",
                 "The request body exceeds the configured limit.".into(),
             ),
+            ApiError::Plugin {
+                status,
+                code,
+                detail,
+            } => (*status, code, "Plugin failed", detail.clone()),
             ApiError::Db(_) | ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal_error",

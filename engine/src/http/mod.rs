@@ -18,13 +18,13 @@ use axum::middleware::from_fn;
 use axum::middleware::from_fn_with_state;
 
 use crate::app::AppState;
-use error::ApiError;
 
 /// Adds the layers every request passes through and the problem+json fallback.
 pub fn finish_router(router: Router<AppState>, state: AppState) -> Router {
     router
         .route_layer(from_fn_with_state(state.clone(), metrics::middleware))
-        .fallback(|| async { ApiError::NotFound("route") })
+        // Unknown routes fall through to the installed plugins (404 when none serves them).
+        .fallback_service(crate::plugins::http::fallback(state.clone()))
         .layer(from_fn(request_id::middleware))
         .with_state(state)
 }

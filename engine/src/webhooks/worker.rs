@@ -383,7 +383,9 @@ pub async fn fan_out(db: &Db) -> ApiResult<usize> {
             subs.insert(ev.tenant_id.clone(), rows);
         }
         let matching = subs.get(&ev.tenant_id).into_iter().flatten().filter(|s| {
-            s.created_at <= ev.created_at && patterns::any_matches(&s.patterns(), &ev.name)
+            // Ids are time-ordered (and strictly increasing within a process), so this is
+            // "created at or after the subscription" without millisecond ties.
+            s.id <= ev.id && patterns::any_matches(&s.patterns(), &ev.name)
         });
         let mut body: Option<String> = None;
         for s in matching {

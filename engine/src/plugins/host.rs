@@ -1,0 +1,295 @@
+//! What the engine gives a plugin during one call: the store's data ([`HostState`]) and the
+//! host interfaces of `lumire:plugin` (storage, events, config, log). The tenant of every host
+//! call is the one the engine put into [`CallCtx`] before calling the guest.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::lumire::plugin::{config, events, log, storage, types};
+use super::manifest::Manifest;
+use super::storage::Scope;
+use crate::util::new_id;
+
+/// Who a call serves. `tenant_id` is `None` while the engine asks a plugin to `describe` itself:
+/// then every capability answers `denied`.
+pub struct CallCtx {
+    /// `None` when a plugin is only inspected (`lumire plugin install`).
+    pub db: Option<crate::db::Db>,
+    pub secrets: Option<Arc<crate::secrets::SecretBox>>,
+    pub manifest: Arc<Manifest>,
+    pub tenant_id: Option<String>,
+    pub request_id: String,
+}
+
+/// `StoreLimits`, remembering whether it refused a memory grow (to name the failure).
+pub struct Limiter {
+    inner: StoreLimits,
+    pub memory_refused: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> anyhow::Result<bool> {
+        let ok = self.inner.memory_growing(current, desired, maximum)?;
+        if !ok {
+            self.memory_refused = true;
+        }
+        Ok(ok)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> anyhow::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limiter: Limiter,
+    pub call: CallCtx,
+    /// Epoch ticks seen so far and the most allowed.
+    pub ticks: u64,
+    pub max_ticks: u64,
+    pub timed_out: bool,
+}
+
+impl HostState {
+    pub fn new(call: CallCtx, memory_bytes: usize, max_ticks: u64) -> HostState {
+        // No files, sockets, environment or arguments: clocks and randomness only.
+        let wasi = WasiCtxBuilder::new()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .build();
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(memory_bytes)
+                    .table_elements(1_000_000)
+                    .instances(64)
+                    .tables(64)
+                    .memories(16)
+                    .build(),
+                memory_refused: false,
+            },
+            call,
+            ticks: 0,
+            max_ticks,
+            timed_out: false,
+        }
+    }
+
+    fn scope(&self) -> Option<Scope<'_>> {
+        let tenant_id = self.call.tenant_id.as_deref()?;
+        Some(Scope {
+            tenant_id,
+            manifest: &self.call.manifest,
+        })
+    }
+
+    fn storage_scope(&self) -> Result<(crate::db::Db, Scope<'_>), storage::Error> {
+        if !self.call.manifest.capabilities.storage {
+            return Err(storage::Error::Denied);
+        }
+        let db = self.call.db.clone().ok_or(storage::Error::Denied)?;
+        Ok((db, self.scope().ok_or(storage::Error::Denied)?))
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl storage::Host for HostState {
+    async fn new_id(&mut self, prefix: String) -> String {
+        let id = new_id().to_lowercase();
+        let prefix: String = prefix
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .take(16)
+            .collect();
+        if prefix.is_empty() {
+            id
+        } else {
+            format!("{prefix}_{id}")
+        }
+    }
+
+    async fn put(
+        &mut self,
+        collection: String,
+        id: String,
+        body: String,
+    ) -> Result<storage::Document, storage::Error> {
+        let (db, scope) = self.storage_scope()?;
+        super::storage::put(&db, &scope, &collection, &id, &body).await
+    }
+
+    async fn get(
+        &mut self,
+        collection: String,
+        id: String,
+    ) -> Result<Option<storage::Document>, storage::Error> {
+        let (db, scope) = self.storage_scope()?;
+        super::storage::get(&db, &scope, &collection, &id).await
+    }
+
+    async fn delete(&mut self, collection: String, id: String) -> Result<bool, storage::Error> {
+        let (db, scope) = self.storage_scope()?;
+        super::storage::delete(&db, &scope, &collection, &id).await
+    }
+
+    async fn find(&mut self, q: storage::Query) -> Result<storage::Page, storage::Error> {
+        let (db, scope) = self.storage_scope()?;
+        super::storage::find(&db, &scope, &q).await
+    }
+
+    async fn count(
+        &mut self,
+        collection: String,
+        filters: Vec<storage::Filter>,
+    ) -> Result<u64, storage::Error> {
+        let (db, scope) = self.storage_scope()?;
+        super::storage::count(&db, &scope, &collection, &filters).await
+    }
+
+    async fn batch(&mut self, writes: Vec<storage::Write>) -> Result<(), storage::Error> {
+        let (db, scope) = self.storage_scope()?;
+        super::storage::batch(&db, &scope, &writes).await
+    }
+}
+
+impl events::Host for HostState {
+    async fn emit(
+        &mut self,
+        name: String,
+        resource_type: String,
+        resource_id: String,
+        payload: String,
+    ) -> Result<(), String> {
+        if !self.call.manifest.capabilities.events {
+            return Err("denied: the manifest does not ask for the events capability".into());
+        }
+        let Some(tenant) = self.call.tenant_id.clone() else {
+            return Err("denied: no tenant in this call".into());
+        };
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        };
+        if !valid(&name) || !valid(&resource_type) || resource_id.len() > 128 {
+            return Err("invalid: event and resource names are 1-64 of [A-Za-z0-9._-]".into());
+        }
+        let payload: serde_json::Value =
+            serde_json::from_str(&payload).map_err(|e| format!("invalid payload: {e}"))?;
+        let Some(db) = &self.call.db else {
+            return Err("denied: no database in this call".into());
+        };
+        let mut tx = db.begin().await.map_err(|e| e.to_string())?;
+        crate::events::emit(
+            &mut tx,
+            &tenant,
+            &name,
+            &resource_type,
+            &resource_id,
+            &payload,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        tx.commit().await.map_err(|e| e.to_string())
+    }
+}
+
+impl config::Host for HostState {
+    async fn get(&mut self) -> String {
+        if !self.call.manifest.capabilities.config {
+            return "{}".into();
+        }
+        let (Some(tenant), Some(db)) = (self.call.tenant_id.as_deref(), self.call.db.as_ref())
+        else {
+            return "{}".into();
+        };
+        let row: Option<String> = sqlx::query_scalar(
+            "SELECT config FROM plugin_configs WHERE tenant_id = $1 AND plugin = $2",
+        )
+        .bind(tenant)
+        .bind(&self.call.manifest.name)
+        .fetch_optional(db.pool())
+        .await
+        .ok()
+        .flatten();
+        row.unwrap_or_else(|| "{}".into())
+    }
+
+    async fn secret(&mut self, name: String) -> Option<String> {
+        if !self.call.manifest.capabilities.config {
+            return None;
+        }
+        let tenant = self.call.tenant_id.as_deref()?;
+        let db = self.call.db.as_ref()?;
+        let row: Option<String> = sqlx::query_scalar(
+            "SELECT secrets FROM plugin_configs WHERE tenant_id = $1 AND plugin = $2",
+        )
+        .bind(tenant)
+        .bind(&self.call.manifest.name)
+        .fetch_optional(db.pool())
+        .await
+        .ok()
+        .flatten();
+        let all: serde_json::Value = serde_json::from_str(&row?).ok()?;
+        let sealed = all.get(&name)?.as_str()?;
+        let context = format!("plugin:{}:{}", self.call.manifest.name, tenant);
+        self.call.secrets.as_ref()?.open(&context, sealed).ok()
+    }
+}
+
+impl log::Host for HostState {
+    async fn log(&mut self, level: log::Level, message: String) {
+        let message: String = message.chars().take(4096).collect();
+        let plugin = self.call.manifest.name.as_str();
+        let tenant = self.call.tenant_id.as_deref().unwrap_or("");
+        let request_id = self.call.request_id.as_str();
+        match level {
+            log::Level::Trace | log::Level::Debug => {
+                tracing::debug!(plugin, tenant, request_id, "{message}")
+            }
+            log::Level::Info => tracing::info!(plugin, tenant, request_id, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, tenant, request_id, "{message}"),
+            log::Level::Error => tracing::error!(plugin, tenant, request_id, "{message}"),
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! Installed plugins: loaded from the plugins directory at start-up, each described once
+//! (`describe`), validated, compiled (or loaded from the cache) and pre-instantiated.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+
+use super::bindings::{FeaturePluginPre, types};
+use super::host::{CallCtx, HostState};
+use super::manifest::{Manifest, RouteMatch};
+use super::runtime::{Failure, Runtime};
+use crate::config::Settings;
+use crate::db::Db;
+use crate::secrets::SecretBox;
+
+pub struct Installed {
+    pub manifest: Arc<Manifest>,
+    /// sha256 of the component file.
+    pub sha256: String,
+    pub file: PathBuf,
+    pre: FeaturePluginPre<HostState>,
+}
+
+/// Every plugin installed on this engine, and the runtime that runs them.
+pub struct Plugins {
+    runtime: Option<Runtime>,
+    installed: Vec<Arc<Installed>>,
+    db: Option<Db>,
+    secrets: Option<Arc<SecretBox>>,
+}
+
+impl Plugins {
+    pub fn none() -> Plugins {
+        Plugins {
+            runtime: None,
+            installed: Vec::new(),
+            db: None,
+            secrets: None,
+        }
+    }
+
+    /// Installs every `*.wasm` in `settings.plugins_dir` (sorted by file name). A missing
+    /// directory means no plugins; a component that does not load stops the start-up with an
+    /// error naming the file.
+    pub async fn load(
+        settings: &Settings,
+        db: &Db,
+        secrets: &Arc<SecretBox>,
+    ) -> anyhow::Result<Plugins> {
+        let files = wasm_files(&settings.plugins_dir)?;
+        if files.is_empty() {
+            return Ok(Plugins::none());
+        }
+        let runtime = Runtime::new(settings).context("starting the plugin runtime")?;
+        let plugins = Plugins {
+            runtime: Some(runtime),
+            installed: Vec::new(),
+            db: Some(db.clone()),
+            secrets: Some(secrets.clone()),
+        };
+        plugins.install_all(files).await
+    }
+
+    async fn install_all(mut self, files: Vec<PathBuf>) -> anyhow::Result<Plugins> {
+        for file in files {
+            let p = self
+                .install(&file)
+                .await
+                .with_context(|| format!("installing plugin {}", file.display()))?;
+            tracing::info!(
+                plugin = %p.manifest.name,
+                version = %p.manifest.version,
+                capabilities = ?p.manifest.capabilities.names(),
+                routes = p.manifest.routes.len(),
+                "plugin installed"
+            );
+            self.installed.push(p);
+        }
+        Ok(self)
+    }
+
+    /// The plugins of `settings.plugins_dir` but `skip`, inspected without a database.
+    pub async fn load_files(
+        settings: &Settings,
+        skip: Option<&Path>,
+    ) -> anyhow::Result<Vec<Arc<Installed>>> {
+        let files: Vec<PathBuf> = wasm_files(&settings.plugins_dir)?
+            .into_iter()
+            .filter(|f| Some(f.as_path()) != skip)
+            .collect();
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        let plugins = Plugins {
+            runtime: Some(Runtime::new(settings).context("starting the plugin runtime")?),
+            installed: Vec::new(),
+            db: None,
+            secrets: None,
+        };
+        Ok(plugins.install_all(files).await?.installed)
+    }
+
+    async fn install(&self, file: &Path) -> anyhow::Result<Arc<Installed>> {
+        let runtime = self.runtime.as_ref().context("no runtime")?;
+        let bytes = std::fs::read(file)?;
+        let (component, sha256) = runtime.load(&bytes)?;
+        let pre = runtime.prepare(&component)?;
+        // While describing itself a plugin has no tenant and no capability.
+        let placeholder = Arc::new(Manifest {
+            name: String::new(),
+            version: String::new(),
+            description: String::new(),
+            routes: Vec::new(),
+            events: Vec::new(),
+            jobs: Vec::new(),
+            capabilities: Default::default(),
+            collections: Default::default(),
+            config_schema: None,
+        });
+        let raw: types::Manifest = runtime
+            .describe(&pre, self.ctx(placeholder, None, String::new())?)
+            .await
+            .map_err(|f| anyhow::anyhow!("describe {f}"))?;
+        let manifest = Manifest::from_wit(raw).map_err(|e| anyhow::anyhow!("manifest: {e}"))?;
+        if self
+            .installed
+            .iter()
+            .any(|p| p.manifest.name == manifest.name)
+        {
+            bail!("a plugin named {} is already installed", manifest.name);
+        }
+        for r in &manifest.routes {
+            if let Some((other, _)) = self.route(&r.method, &r.path) {
+                bail!(
+                    "route {} {} is already served by plugin {}",
+                    r.method,
+                    r.path,
+                    other.manifest.name
+                );
+            }
+        }
+        Ok(Arc::new(Installed {
+            manifest: Arc::new(manifest),
+            sha256,
+            file: file.to_path_buf(),
+            pre,
+        }))
+    }
+
+    fn ctx(
+        &self,
+        manifest: Arc<Manifest>,
+        tenant_id: Option<String>,
+        request_id: String,
+    ) -> anyhow::Result<CallCtx> {
+        Ok(CallCtx {
+            db: self.db.clone(),
+            secrets: self.secrets.clone(),
+            manifest,
+            tenant_id,
+            request_id,
+        })
+    }
+
+    /// Compiles and describes a component without installing it or touching a database
+    /// (`lumire plugin install` shows the result before copying the file).
+    pub async fn inspect(settings: &Settings, file: &Path) -> anyhow::Result<Arc<Installed>> {
+        let plugins = Plugins {
+            runtime: Some(Runtime::new(settings).context("starting the plugin runtime")?),
+            installed: Vec::new(),
+            db: None,
+            secrets: None,
+        };
+        plugins.install(file).await
+    }
+
+    pub fn installed(&self) -> &[Arc<Installed>] {
+        &self.installed
+    }
+
+    /// The installed plugin and route serving `method path`, if any.
+    pub fn route(&self, method: &str, path: &str) -> Option<(&Arc<Installed>, RouteMatch<'_>)> {
+        self.installed
+            .iter()
+            .find_map(|p| p.manifest.match_route(method, path).map(|m| (p, m)))
+    }
+
+    /// Calls `handle-http` of `plugin` for `tenant_id`.
+    pub async fn handle_http(
+        &self,
+        plugin: &Installed,
+        tenant_id: &str,
+        request: types::HttpRequest,
+    ) -> Result<types::HttpResponse, Failure> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| Failure::Unavailable("no runtime".into()))?;
+        let ctx = self
+            .ctx(
+                plugin.manifest.clone(),
+                Some(tenant_id.to_string()),
+                request.request_id.clone(),
+            )
+            .map_err(|e| Failure::Unavailable(e.to_string()))?;
+        let (inst, mut store) = runtime.instantiate(&plugin.pre, ctx).await?;
+        let r = tokio::time::timeout(
+            runtime.timeout(),
+            inst.call_handle_http(&mut store, &request),
+        )
+        .await;
+        runtime.outcome(&store, r)
+    }
+}
+
+impl Plugins {
+    /// Calls `handle-event` of `plugin` for `tenant_id`: the outer error is a failure of the
+    /// plugin (trap, deadline, ...), the inner one the error the plugin returned.
+    pub async fn handle_event(
+        &self,
+        plugin: &Installed,
+        tenant_id: &str,
+        event: types::Event,
+    ) -> Result<Result<(), String>, Failure> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| Failure::Unavailable("no runtime".into()))?;
+        let ctx = self
+            .ctx(
+                plugin.manifest.clone(),
+                Some(tenant_id.to_string()),
+                format!("event:{}", event.id),
+            )
+            .map_err(|e| Failure::Unavailable(e.to_string()))?;
+        let (inst, mut store) = runtime.instantiate(&plugin.pre, ctx).await?;
+        let r = tokio::time::timeout(
+            runtime.timeout(),
+            inst.call_handle_event(&mut store, &event),
+        )
+        .await;
+        runtime.outcome(&store, r)
+    }
+}
+
+fn wasm_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}

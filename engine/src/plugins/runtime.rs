@@ -1,0 +1,235 @@
+//! The wasmtime side: one `Engine` (component model, pooling allocator, epoch interruption
+//! driven by a ticker thread), compiled components cached on disk, one `InstancePre` per
+//! plugin, and a fresh `Store` with a memory cap and a deadline for every call.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
+
+use super::bindings::{FeaturePlugin, FeaturePluginPre, types};
+use super::host::{CallCtx, HostState};
+use crate::config::Settings;
+use crate::util::sha256_hex;
+
+/// How often the ticker thread advances the engine's epoch; the deadline's resolution.
+pub const TICK: Duration = Duration::from_millis(10);
+/// The wasmtime release series the engine embeds (part of the compiled-artifact cache key).
+pub const WASMTIME_SERIES: &str = "wasmtime-36";
+/// Concurrent plugin calls the pooling allocator has slots for; more wait for a slot's error.
+const POOL_SLOTS: u32 = 64;
+
+/// Why a call to a plugin failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// It ran past the deadline.
+    Timeout(u64),
+    /// It asked for more memory than allowed.
+    Memory(u64),
+    /// It trapped (panic, unreachable, out-of-bounds access, ...).
+    Trap(String),
+    /// It could not be instantiated (no free slot, ...).
+    Unavailable(String),
+    /// It answered something the engine cannot serve.
+    BadResponse(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Timeout(ms) => write!(f, "ran past its deadline of {ms} ms"),
+            Failure::Memory(mb) => write!(f, "exceeded its memory limit of {mb} MiB"),
+            Failure::Trap(t) => write!(f, "trapped ({t})"),
+            Failure::Unavailable(t) => write!(f, "could not be started ({t})"),
+            Failure::BadResponse(t) => write!(f, "gave a broken response ({t})"),
+        }
+    }
+}
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache_dir: PathBuf,
+    pub timeout_ms: u64,
+    pub memory_mb: u64,
+}
+
+impl Runtime {
+    pub fn new(settings: &Settings) -> anyhow::Result<Runtime> {
+        let memory_bytes = (settings.plugin_memory_mb.max(1) as usize) << 20;
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(POOL_SLOTS)
+            .total_core_instances(POOL_SLOTS * 8)
+            .total_memories(POOL_SLOTS * 2)
+            .total_tables(POOL_SLOTS * 4)
+            .total_stacks(POOL_SLOTS)
+            .max_memory_size(memory_bytes);
+        let mut config = Config::new();
+        config
+            .async_support(true)
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+        // The ticker holds only a weak reference: it stops when the engine is dropped.
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("plugin-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(TICK);
+                }
+            })?;
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        FeaturePlugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        let cache_dir = settings
+            .plugin_cache_dir
+            .clone()
+            .unwrap_or_else(|| settings.data_dir.join("plugin-cache"));
+        Ok(Runtime {
+            engine,
+            linker,
+            cache_dir,
+            timeout_ms: settings.plugin_timeout_ms.max(1),
+            memory_mb: settings.plugin_memory_mb.max(1),
+        })
+    }
+
+    fn cache_key(&self, sha: &str) -> String {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.engine.precompile_compatibility_hash().hash(&mut h);
+        format!("{sha}-{WASMTIME_SERIES}-{:016x}.cwasm", h.finish())
+    }
+
+    /// Compiles a component, or loads it from the on-disk cache keyed by the component's
+    /// sha256, the wasmtime series and the engine's compilation settings.
+    pub fn load(&self, bytes: &[u8]) -> anyhow::Result<(Component, String)> {
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
+        let path = self.cache_dir.join(self.cache_key(&sha));
+        if path.exists() {
+            // SAFETY: the file was written by `Component::serialize` of this same engine
+            // configuration into the engine's own data directory (the key covers the
+            // component's hash, the wasmtime series and the compilation settings); wasmtime
+            // checks its header and refuses an incompatible artifact.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok((c, sha)),
+                Err(e) => {
+                    tracing::warn!(error = %e, path = %path.display(), "plugin cache entry unusable; recompiling");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let component = Component::new(&self.engine, bytes).context("compiling the component")?;
+        if let Err(e) = write_cache(&path, &component) {
+            tracing::warn!(error = %e, "cannot write the plugin cache");
+        }
+        Ok((component, sha))
+    }
+
+    pub fn prepare(&self, component: &Component) -> anyhow::Result<FeaturePluginPre<HostState>> {
+        let pre = self.linker.instantiate_pre(component).context(
+            "linking the component (does it implement lumire:plugin/feature-plugin@0.1.0?)",
+        )?;
+        FeaturePluginPre::new(pre)
+    }
+
+    fn store(&self, call: CallCtx) -> Store<HostState> {
+        let max_ticks = self.timeout_ms.div_ceil(TICK.as_millis() as u64).max(1);
+        let state = HostState::new(call, (self.memory_mb as usize) << 20, max_ticks);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let s = ctx.data_mut();
+            s.ticks += 1;
+            if s.ticks >= s.max_ticks {
+                s.timed_out = true;
+                anyhow::bail!("deadline exceeded");
+            }
+            // Yield to the async executor every tick: a busy plugin never starves other requests.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store
+    }
+
+    fn classify(&self, store: &Store<HostState>, e: anyhow::Error) -> Failure {
+        let s = store.data();
+        if s.timed_out {
+            Failure::Timeout(self.timeout_ms)
+        } else if s.limiter.memory_refused {
+            Failure::Memory(self.memory_mb)
+        } else if let Some(t) = e.downcast_ref::<wasmtime::Trap>() {
+            Failure::Trap(t.to_string())
+        } else {
+            Failure::Trap(e.root_cause().to_string().chars().take(300).collect())
+        }
+    }
+
+    /// A fresh instance of `pre` in a fresh store, within the limits.
+    pub async fn instantiate(
+        &self,
+        pre: &FeaturePluginPre<HostState>,
+        call: CallCtx,
+    ) -> Result<(FeaturePlugin, Store<HostState>), Failure> {
+        let mut store = self.store(call);
+        match pre.instantiate_async(&mut store).await {
+            Ok(i) => Ok((i, store)),
+            Err(e) => Err(match self.classify(&store, e) {
+                Failure::Trap(t) => Failure::Unavailable(t),
+                other => other,
+            }),
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms) + Duration::from_secs(2)
+    }
+
+    pub async fn describe(
+        &self,
+        pre: &FeaturePluginPre<HostState>,
+        call: CallCtx,
+    ) -> Result<types::Manifest, Failure> {
+        let (inst, mut store) = self.instantiate(pre, call).await?;
+        let r = tokio::time::timeout(self.timeout(), inst.call_describe(&mut store)).await;
+        self.outcome(&store, r)
+    }
+
+    pub fn outcome<R>(
+        &self,
+        store: &Store<HostState>,
+        r: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
+    ) -> Result<R, Failure> {
+        match r {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => Err(self.classify(store, e)),
+            Err(_) => Err(Failure::Timeout(self.timeout_ms)),
+        }
+    }
+}
+
+fn write_cache(path: &Path, component: &Component) -> anyhow::Result<()> {
+    let dir = path.parent().context("cache path")?;
+    std::fs::create_dir_all(dir)?;
+    let bytes = component.serialize()?;
+    // Write then rename: a concurrent reader never sees a half-written file.
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        sha256_hex(&format!(
+            "{}{:?}",
+            path.display(),
+            std::thread::current().id()
+        ))
+    ));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}

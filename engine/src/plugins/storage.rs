@@ -1,0 +1,348 @@
+//! The plugin document store (`plugin_documents`): every statement is scoped to the tenant and
+//! plugin of the call being served, taken from the host's call context, never from the guest.
+
+use base64::Engine as _;
+use serde_json::Value;
+use sqlx::AnyConnection;
+
+use super::bindings::lumire::plugin::storage::{Document, Error, Filter, Op, Page, Query, Write};
+use super::manifest::Manifest;
+use crate::db::{Db, SqlBuilder};
+use crate::util::now;
+
+/// Largest stored document (the JSON text), in bytes.
+pub const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
+/// Most writes in one `batch`.
+pub const MAX_BATCH: usize = 200;
+/// Largest page.
+pub const MAX_LIMIT: u32 = 500;
+
+/// Who the host is acting for: set by the host per call.
+pub struct Scope<'a> {
+    pub tenant_id: &'a str,
+    pub manifest: &'a Manifest,
+}
+
+fn db_err(e: sqlx::Error) -> Error {
+    tracing::warn!(error = %e, "plugin storage failed");
+    Error::Unavailable("the database failed".into())
+}
+
+fn indexes<'a>(scope: &'a Scope<'_>, collection: &str) -> Result<&'a [String], Error> {
+    scope
+        .manifest
+        .collections
+        .get(collection)
+        .map(Vec::as_slice)
+        .ok_or_else(|| Error::Invalid(format!("collection {collection:?} is not declared")))
+}
+
+fn check_id(id: &str) -> Result<(), Error> {
+    if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::Invalid(
+            "ids are 1-128 printable ASCII characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn index_value(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Number(n) => Some(n.to_string()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The SQL column for a field a plugin filters or orders on.
+fn column(idx: &[String], field: &str) -> Result<String, Error> {
+    match field {
+        "id" => Ok("id".into()),
+        "created-at" => Ok("created_at".into()),
+        "updated-at" => Ok("updated_at".into()),
+        f => idx
+            .iter()
+            .position(|x| x == f)
+            .map(|i| format!("COALESCE(idx{}, '')", i + 1))
+            .ok_or_else(|| Error::Invalid(format!("field {f:?} is not indexed"))),
+    }
+}
+
+fn scoped(sql: &str, scope: &Scope<'_>, collection: &str) -> SqlBuilder {
+    let mut b = SqlBuilder::new(sql);
+    b.push(" WHERE tenant_id = ")
+        .text(scope.tenant_id)
+        .push(" AND plugin = ")
+        .text(&scope.manifest.name)
+        .push(" AND collection = ")
+        .text(collection);
+    b
+}
+
+fn push_filters(b: &mut SqlBuilder, idx: &[String], filters: &[Filter]) -> Result<(), Error> {
+    if filters.len() > 16 {
+        return Err(Error::Invalid("at most 16 filters".into()));
+    }
+    for f in filters {
+        let col = column(idx, &f.field)?;
+        b.push(" AND ");
+        match f.op {
+            Op::Prefix => {
+                let n = f.value.chars().count() as i64;
+                b.push(&format!("substr({col}, 1, "))
+                    .int(n)
+                    .push(") = ")
+                    .text(&f.value);
+            }
+            op => {
+                let sym = match op {
+                    Op::Eq => "=",
+                    Op::Ne => "<>",
+                    Op::Lt => "<",
+                    Op::Lte => "<=",
+                    Op::Gt => ">",
+                    _ => ">=",
+                };
+                b.push(&format!("{col} {sym} ")).text(&f.value);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn put_in(
+    conn: &mut AnyConnection,
+    scope: &Scope<'_>,
+    collection: &str,
+    id: &str,
+    body: &str,
+) -> Result<Document, Error> {
+    let idx = indexes(scope, collection)?;
+    check_id(id)?;
+    if body.len() > MAX_DOCUMENT_BYTES {
+        return Err(Error::TooLarge);
+    }
+    let parsed: Value =
+        serde_json::from_str(body).map_err(|e| Error::Invalid(format!("body: {e}")))?;
+    let Value::Object(obj) = &parsed else {
+        return Err(Error::Invalid("body must be a JSON object".into()));
+    };
+    let mut vals: [Option<String>; 4] = Default::default();
+    for (i, f) in idx.iter().enumerate() {
+        vals[i] = index_value(obj.get(f));
+    }
+    let t = now();
+    let [i1, i2, i3, i4] = vals;
+    let created: String = sqlx::query_scalar(
+        "INSERT INTO plugin_documents (tenant_id, plugin, collection, id, body, idx1, idx2, idx3, idx4, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+         ON CONFLICT (tenant_id, plugin, collection, id) DO UPDATE SET body = excluded.body,
+           idx1 = excluded.idx1, idx2 = excluded.idx2, idx3 = excluded.idx3, idx4 = excluded.idx4,
+           updated_at = excluded.updated_at
+         RETURNING created_at",
+    )
+    .bind(scope.tenant_id)
+    .bind(&scope.manifest.name)
+    .bind(collection)
+    .bind(id)
+    .bind(body)
+    .bind(i1)
+    .bind(i2)
+    .bind(i3)
+    .bind(i4)
+    .bind(&t)
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(Document {
+        id: id.to_string(),
+        body: body.to_string(),
+        created_at: created,
+        updated_at: t,
+    })
+}
+
+async fn delete_in(
+    conn: &mut AnyConnection,
+    scope: &Scope<'_>,
+    collection: &str,
+    id: &str,
+) -> Result<bool, Error> {
+    indexes(scope, collection)?;
+    let mut b = scoped("DELETE FROM plugin_documents", scope, collection);
+    b.push(" AND id = ").text(id);
+    let r = sqlx::query_with(b.sql(), b.arguments())
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Ok(r.rows_affected() > 0)
+}
+
+pub async fn put(
+    db: &Db,
+    scope: &Scope<'_>,
+    collection: &str,
+    id: &str,
+    body: &str,
+) -> Result<Document, Error> {
+    let mut conn = db.pool().acquire().await.map_err(db_err)?;
+    put_in(&mut conn, scope, collection, id, body).await
+}
+
+pub async fn delete(db: &Db, scope: &Scope<'_>, collection: &str, id: &str) -> Result<bool, Error> {
+    let mut conn = db.pool().acquire().await.map_err(db_err)?;
+    delete_in(&mut conn, scope, collection, id).await
+}
+
+type DocRow = (String, String, String, String, String);
+
+pub async fn get(
+    db: &Db,
+    scope: &Scope<'_>,
+    collection: &str,
+    id: &str,
+) -> Result<Option<Document>, Error> {
+    indexes(scope, collection)?;
+    let mut b = scoped(
+        "SELECT id, body, created_at, updated_at, id FROM plugin_documents",
+        scope,
+        collection,
+    );
+    b.push(" AND id = ").text(id);
+    let row: Option<DocRow> = b
+        .query_as()
+        .fetch_optional(db.pool())
+        .await
+        .map_err(db_err)?;
+    Ok(row.map(|(id, body, created_at, updated_at, _)| Document {
+        id,
+        body,
+        created_at,
+        updated_at,
+    }))
+}
+
+pub async fn count(
+    db: &Db,
+    scope: &Scope<'_>,
+    collection: &str,
+    filters: &[Filter],
+) -> Result<u64, Error> {
+    let idx = indexes(scope, collection)?;
+    let mut b = scoped("SELECT COUNT(*) FROM plugin_documents", scope, collection);
+    push_filters(&mut b, idx, filters)?;
+    let n: i64 = b
+        .query_scalar()
+        .fetch_one(db.pool())
+        .await
+        .map_err(db_err)?;
+    Ok(n.max(0) as u64)
+}
+
+fn encode_cursor(value: &str, id: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(serde_json::json!([value, id]).to_string())
+}
+
+fn decode_cursor(c: &str) -> Result<(String, String), Error> {
+    let bad = || Error::Invalid("cursor is not valid".into());
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(c)
+        .map_err(|_| bad())?;
+    serde_json::from_slice::<(String, String)>(&raw).map_err(|_| bad())
+}
+
+pub async fn find(db: &Db, scope: &Scope<'_>, q: &Query) -> Result<Page, Error> {
+    let idx = indexes(scope, &q.collection)?;
+    if q.limit == 0 || q.limit > MAX_LIMIT {
+        return Err(Error::Invalid(format!("limit must be 1-{MAX_LIMIT}")));
+    }
+    let order = column(idx, q.order_by.as_deref().unwrap_or("id"))?;
+    let mut b = scoped(
+        &format!("SELECT id, body, created_at, updated_at, {order} FROM plugin_documents"),
+        scope,
+        &q.collection,
+    );
+    push_filters(&mut b, idx, &q.filters)?;
+    let (cmp, dir) = if q.descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    if let Some(c) = &q.cursor {
+        let (value, id) = decode_cursor(c)?;
+        if order == "id" {
+            b.push(&format!(" AND id {cmp} ")).text(id);
+        } else {
+            b.push(&format!(" AND ({order} {cmp} "))
+                .text(&value)
+                .push(&format!(" OR ({order} = "))
+                .text(value)
+                .push(&format!(" AND id {cmp} "))
+                .text(id)
+                .push("))");
+        }
+    }
+    if order == "id" {
+        b.push(&format!(" ORDER BY id {dir}"));
+    } else {
+        b.push(&format!(" ORDER BY {order} {dir}, id {dir}"));
+    }
+    b.push(" LIMIT ")
+        .int(i64::from(q.limit) + 1)
+        .push(" OFFSET ")
+        .int(i64::from(q.skip));
+    let mut rows: Vec<DocRow> = b.query_as().fetch_all(db.pool()).await.map_err(db_err)?;
+    let more = rows.len() > q.limit as usize;
+    rows.truncate(q.limit as usize);
+    let next_cursor = if more {
+        rows.last().map(|r| encode_cursor(&r.4, &r.0))
+    } else {
+        None
+    };
+    Ok(Page {
+        documents: rows
+            .into_iter()
+            .map(|(id, body, created_at, updated_at, _)| Document {
+                id,
+                body,
+                created_at,
+                updated_at,
+            })
+            .collect(),
+        next_cursor,
+    })
+}
+
+pub async fn batch(db: &Db, scope: &Scope<'_>, writes: &[Write]) -> Result<(), Error> {
+    if writes.len() > MAX_BATCH {
+        return Err(Error::Invalid(format!("at most {MAX_BATCH} writes")));
+    }
+    let mut tx = db.begin().await.map_err(db_err)?;
+    for w in writes {
+        match &w.body {
+            Some(body) => {
+                put_in(&mut tx, scope, &w.collection, &w.id, body).await?;
+            }
+            None => {
+                delete_in(&mut tx, scope, &w.collection, &w.id).await?;
+            }
+        }
+    }
+    tx.commit().await.map_err(db_err)
+}
+
+/// Removes every document of a plugin (all tenants): for uninstalling.
+pub async fn purge_plugin(db: &Db, plugin: &str) -> Result<u64, sqlx::Error> {
+    let r = sqlx::query("DELETE FROM plugin_documents WHERE plugin = $1")
+        .bind(plugin)
+        .execute(db.pool())
+        .await?;
+    sqlx::query("DELETE FROM plugin_configs WHERE plugin = $1")
+        .bind(plugin)
+        .execute(db.pool())
+        .await?;
+    Ok(r.rows_affected())
+}

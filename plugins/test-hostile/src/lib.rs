@@ -1,0 +1,94 @@
+//! A plugin that misbehaves on purpose, so the tests can check the engine contains it: an
+//! endless loop, a trap, a memory grower, an oversized response, a broken response and a call
+//! to a capability it did not ask for. `GET /v1/hostile/ok` behaves.
+
+use lumire_plugin_sdk::{self as sdk, Plugin, Problem, Request, Response, manifest};
+use serde_json::json;
+
+struct Hostile;
+
+const ANY: &[&str] = &[];
+
+impl Plugin for Hostile {
+    fn manifest() -> sdk::Manifest {
+        manifest("test-hostile", env!("CARGO_PKG_VERSION"))
+            .description("Misbehaves on purpose (engine tests only).")
+            .route("GET", "/v1/hostile/ok", ANY, "Behaves")
+            .route("GET", "/v1/hostile/loop", ANY, "Loops forever")
+            .route("GET", "/v1/hostile/trap", ANY, "Traps")
+            .route("GET", "/v1/hostile/grow", ANY, "Grows memory without bound")
+            .route(
+                "GET",
+                "/v1/hostile/big",
+                ANY,
+                "Answers a body larger than allowed",
+            )
+            .route(
+                "GET",
+                "/v1/hostile/broken",
+                ANY,
+                "Answers an invalid status",
+            )
+            .route(
+                "GET",
+                "/v1/hostile/denied",
+                ANY,
+                "Calls storage without the capability",
+            )
+            .event("lead.*")
+            .build()
+    }
+
+    fn handle(req: Request) -> Result<Response, Problem> {
+        match req.route() {
+            "/v1/hostile/ok" => Ok(Response::json(200, &json!({"ok": true}))),
+            "/v1/hostile/loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "/v1/hostile/trap" => {
+                // panic = "abort": the panic becomes a wasm trap.
+                let v: Vec<u8> = std::hint::black_box(Vec::new());
+                let i = std::hint::black_box(1usize);
+                Ok(Response::json(200, &json!({"never": v[i]})))
+            }
+            "/v1/hostile/grow" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "/v1/hostile/big" => Ok(Response {
+                status: 200,
+                headers: vec![("content-type".into(), "text/plain".into())],
+                body: vec![b'x'; 20 << 20],
+            }),
+            "/v1/hostile/broken" => Ok(Response {
+                status: 42,
+                headers: Vec::new(),
+                body: Vec::new(),
+            }),
+            "/v1/hostile/denied" => {
+                let r = sdk::storage::put("secrets", "x", &json!({"stolen": true}));
+                Ok(Response::json(
+                    200,
+                    &json!({"denied": matches!(r, Err(sdk::storage::Error::Denied))}),
+                ))
+            }
+            _ => Err(Problem::not_found("route")),
+        }
+    }
+
+    /// Loops on every event it gets: its deliveries must fail alone.
+    fn on_event(_event: sdk::Event) -> Result<(), String> {
+        let mut n: u64 = 0;
+        loop {
+            n = std::hint::black_box(n.wrapping_add(1));
+        }
+    }
+}
+
+sdk::export_plugin!(Hostile);
