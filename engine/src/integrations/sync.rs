@@ -197,7 +197,19 @@ async fn sync_platform(
             }
         }
     }
-    // The ones the CRM knows, by login.
+    // The ones the CRM knows, by login (one query for the tenant's accounts on the platform).
+    let local: Vec<(String, String, String, String, String)> = sqlx::query_as(
+        "SELECT account_number, id, trader_id, balance, equity FROM trading_accounts
+         WHERE tenant_id = $1 AND platform = $2 AND deleted_at IS NULL",
+    )
+    .bind(&actor.tenant_id)
+    .bind(platform)
+    .fetch_all(st.db.pool())
+    .await?;
+    let local: HashMap<String, (String, String, String, String)> = local
+        .into_iter()
+        .map(|(n, id, trader, balance, equity)| (n, (id, trader, balance, equity)))
+        .collect();
     let mut known: HashMap<String, (String, String, String, String)> = HashMap::new();
     for acc in &remote {
         let Some(login) = acc["login"].as_str() else {
@@ -205,18 +217,9 @@ async fn sync_platform(
                 .push("list-accounts: an account without a login".into());
             continue;
         };
-        let local: Option<(String, String, String, String)> = sqlx::query_as(
-            "SELECT id, trader_id, balance, equity FROM trading_accounts
-             WHERE tenant_id = $1 AND platform = $2 AND account_number = $3 AND deleted_at IS NULL",
-        )
-        .bind(&actor.tenant_id)
-        .bind(platform)
-        .bind(login)
-        .fetch_optional(st.db.pool())
-        .await?;
-        match local {
+        match local.get(login) {
             Some(l) => {
-                known.insert(login.to_string(), l);
+                known.insert(login.to_string(), l.clone());
             }
             None => t.unmatched += 1,
         }

@@ -6,14 +6,20 @@
 //!   the last posting to the ledger), all to one hot wallet, then spread over every seeded
 //!   trader. One "op" is one deposit carried to settled.
 //!
-//! usage: lumire-loadgen [--db sqlite|postgres] [--scenario traders|money|all] [--seconds N]
-//!                       [--concurrency N] [--seed N]
+//! - `sync` (not part of `all`): `--accounts N` trading accounts with `--positions P` open
+//!   positions each, synced once through the native demo connector; prints accounts/s,
+//!   positions/s and memory (needs `cargo build --release -p lumire-native-connector-example`).
+//!
+//! usage: lumire-loadgen [--db sqlite|postgres] [--scenario traders|money|sync|all] [--seconds N]
+//!                       [--concurrency N] [--seed N] [--accounts N] [--positions N]
 //! PostgreSQL: LUMIRE_LOADGEN_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres); a
 //! database is created for the run and dropped afterwards.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+mod sync_bench;
 
 use anyhow::{Context, bail};
 use lumire_engine::{App, Settings};
@@ -25,6 +31,8 @@ struct Args {
     seconds: u64,
     concurrency: usize,
     seed: usize,
+    accounts: usize,
+    positions: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -34,6 +42,8 @@ fn parse_args() -> anyhow::Result<Args> {
         seconds: 10,
         concurrency: 16,
         seed: 1000,
+        accounts: 10_000,
+        positions: 10,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -44,6 +54,8 @@ fn parse_args() -> anyhow::Result<Args> {
             "--seconds" => a.seconds = val.parse()?,
             "--concurrency" => a.concurrency = val.parse()?,
             "--seed" => a.seed = val.parse()?,
+            "--accounts" => a.accounts = val.parse()?,
+            "--positions" => a.positions = val.parse()?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -87,6 +99,11 @@ async fn main() -> anyhow::Result<()> {
         }
         other => bail!("--db must be sqlite or postgres, not {other}"),
     };
+    if args.scenario == "sync" {
+        settings.native_connectors_dir = Some(sync_bench::connector_dir(&dir)?);
+        // The benchmark runs the sync itself.
+        settings.sync_interval_secs = 0;
+    }
     let result = run(&args, settings).await;
     if let Some((admin, name)) = pg {
         let pool = sqlx::AnyPool::connect(&admin).await?;
@@ -136,6 +153,16 @@ async fn run(args: &Args, settings: Settings) -> anyhow::Result<()> {
     );
     if args.scenario == "traders" || args.scenario == "all" {
         traders(args, &client, &base, &ids).await;
+    }
+    if args.scenario == "sync" {
+        sync_bench::run(
+            &client,
+            &base,
+            args.accounts,
+            args.positions,
+            args.concurrency,
+        )
+        .await?;
     }
     if args.scenario == "money" || args.scenario == "all" {
         let hot = Arc::new(vec![ids[0].clone()]);

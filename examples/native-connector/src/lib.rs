@@ -57,6 +57,37 @@ fn error(code: &str, message: &str) -> Value {
     json!({"error": {"code": code, "message": message}})
 }
 
+/// A number from the credentials (the demo server's size, for benchmarks), or `default`.
+fn count(req: &Value, key: &str, default: u64) -> u64 {
+    req["config"]["credentials"][key]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The two fixed demo accounts, or, when the credentials ask for `accounts: N`, logins
+/// 1000000..1000000+N paged by `cursor` (an offset) and `limit`.
+fn list_accounts(req: &Value) -> Value {
+    let n = count(req, "accounts", 0);
+    if n == 0 {
+        return json!({"ok": {"accounts": [
+            {"login": "1001", "currency": "USD", "group": "demo\\standard", "leverage": 100, "name": "Demo one"},
+            {"login": "1002", "currency": "EUR", "group": "demo\\pro", "leverage": 200, "name": "Demo two"}
+        ], "nextCursor": null}});
+    }
+    let from: u64 = req["cursor"]
+        .as_str()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let limit = req["limit"].as_u64().unwrap_or(500).max(1);
+    let to = (from + limit).min(n);
+    let accounts: Vec<Value> = (from..to)
+        .map(|i| json!({"login": (1_000_000 + i).to_string(), "currency": "USD", "group": "demo\\bench", "leverage": 100, "name": "Bench"}))
+        .collect();
+    let next = (to < n).then(|| to.to_string());
+    json!({"ok": {"accounts": accounts, "nextCursor": next}})
+}
+
 fn position(id: &str, login: &Value, closed: bool) -> Value {
     json!({"id": id, "login": login, "symbol": "EURUSD", "side": "buy", "volume": "1.00",
            "openPrice": "1.08500", "closePrice": if closed { json!("1.08700") } else { Value::Null },
@@ -76,10 +107,7 @@ fn handle(op: &str, req: &Value) -> Value {
             json!({"ok": {"platform": "other", "name": "Demo native connector", "version": env!("CARGO_PKG_VERSION")}})
         }
         "test-connection" => json!({"ok": "connected to the demo server"}),
-        "list-accounts" => json!({"ok": {"accounts": [
-            {"login": "1001", "currency": "USD", "group": "demo\\standard", "leverage": 100, "name": "Demo one"},
-            {"login": "1002", "currency": "EUR", "group": "demo\\pro", "leverage": 200, "name": "Demo two"}
-        ], "nextCursor": null}}),
+        "list-accounts" => list_accounts(req),
         "get-balances" => json!({"ok": logins.iter().map(|l| json!({
             "login": l, "currency": "USD", "balance": "1000.00", "equity": "1012.50", "margin": "20.00", "freeMargin": "992.50"
         })).collect::<Vec<_>>()}),
