@@ -26,6 +26,8 @@ pub struct AppState {
     pub store: Arc<dyn ObjectStore>,
     /// Encrypts tenants' stored secrets (provider webhook secrets, connector credentials).
     pub secrets: Arc<crate::secrets::SecretBox>,
+    /// Trading-platform connectors available to this process.
+    pub connectors: Arc<crate::connectors::Registry>,
     /// The OpenAPI document, built once from the registry at start-up.
     pub openapi: Arc<OnceLock<serde_json::Value>>,
     /// Installed WebAssembly plugins.
@@ -41,6 +43,8 @@ pub fn register_all(api: &mut Api) {
     crate::tenants::routes(api);
     crate::audit::routes(api);
     crate::payments::routes(api);
+    crate::credit_lines::routes(api);
+    crate::bonuses::routes(api);
     crate::fx::routes(api);
     crate::traders::routes(api);
     crate::passkeys::routes(api);
@@ -51,6 +55,9 @@ pub fn register_all(api: &mut Api) {
     crate::portal::routes(api);
     crate::tags::routes(api);
     crate::segments::routes(api);
+    crate::symbols::routes(api);
+    crate::trading_groups::routes(api);
+    crate::integrations::routes(api);
     crate::webhooks::routes(api);
     crate::plugins::routes(api);
 }
@@ -87,10 +94,15 @@ impl App {
         };
         let secrets =
             crate::secrets::SecretBox::load(settings.secret_key.as_deref(), &settings.data_dir)?;
+        let connectors = match &settings.native_connectors_dir {
+            Some(dir) => crate::connectors::Registry::load_dir(dir),
+            None => crate::connectors::Registry::default(),
+        };
         let secrets = Arc::new(secrets);
         let plugins = crate::plugins::Plugins::load(&settings, &db, &secrets).await?;
         let state = AppState {
             db,
+            connectors: Arc::new(connectors),
             plugins: Arc::new(plugins),
             secrets,
             settings: Arc::new(settings),
@@ -173,6 +185,17 @@ async fn run_jobs(state: AppState, mut stop: watch::Receiver<bool>) {
         }
         if let Err(e) = crate::plugins::events::run_once(&state).await {
             tracing::warn!(error = %e, "plugin event delivery failed");
+        }
+        if let Err(e) = crate::integrations::pushes::run_once(&state).await {
+            tracing::warn!(error = %e, "balance push job failed");
+        }
+        let interval = state.settings.sync_interval_secs;
+        // Every 30 s, look for connector configurations due for their scheduled sync.
+        if interval > 0
+            && tick.is_multiple_of(15)
+            && let Err(e) = crate::integrations::sync::run_scheduled(&state, interval).await
+        {
+            tracing::warn!(error = %e, "scheduled sync failed");
         }
         if tick.is_multiple_of(300)
             && let Err(e) = crate::housekeeping::purge(&state.db).await

@@ -59,6 +59,10 @@ pub struct Settings {
     pub plugin_memory_mb: u64,
     /// Largest response body a plugin may return.
     pub plugin_max_response_bytes: usize,
+    /// Directory of trusted native connector libraries (full trust; operator-installed).
+    pub native_connectors_dir: Option<PathBuf>,
+    /// Seconds between scheduled syncs of each connector configuration (0 turns them off).
+    pub sync_interval_secs: i64,
 }
 
 impl Default for Settings {
@@ -91,6 +95,8 @@ impl Default for Settings {
             plugin_timeout_ms: 5000,
             plugin_memory_mb: 64,
             plugin_max_response_bytes: 4 * 1024 * 1024,
+            native_connectors_dir: None,
+            sync_interval_secs: 300,
         }
     }
 }
@@ -231,6 +237,12 @@ impl Settings {
         }
         if let Some(v) = get("LUMIRE_SECRET_KEY") {
             self.secret_key = opt(v);
+        }
+        if let Some(v) = get("LUMIRE_SYNC_INTERVAL_SECS") {
+            self.sync_interval_secs = parse("LUMIRE_SYNC_INTERVAL_SECS", v)?;
+        }
+        if let Some(v) = get("LUMIRE_NATIVE_CONNECTORS_DIR") {
+            self.native_connectors_dir = opt(v).map(PathBuf::from);
         }
         if let Some(v) = get("LUMIRE_WEBHOOK_ALLOW_PRIVATE") {
             self.webhook_allow_private = parse("LUMIRE_WEBHOOK_ALLOW_PRIVATE", v)?;

@@ -9,7 +9,7 @@ async fn health_version_changelog_openapi_docs_and_metrics() {
     assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("ok")));
     let (s, b) = c.get("/v1/_meta/version").await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(b["version"], "1.0.0");
+    assert_eq!(b["version"], "1.1.0");
     let (s, b) = c.get("/v1/_meta/changelog").await;
     assert_eq!(s, StatusCode::OK);
     assert!(!b["data"].as_array().unwrap().is_empty());

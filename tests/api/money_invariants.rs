@@ -1,4 +1,6 @@
-//! A seeded, reproducible random walk through the money operations over HTTP. Every response
+//! A seeded, reproducible random walk through the money operations over HTTP (deposits,
+//! approvals, settlements with fees, rejections, reversals, withdrawals, credit-line grants and
+//! revokes, and the bonuses a rule issues on settlement and claws back on reversal). Every response
 //! must be the one a simple model of the balances predicts (201/200 when the funds cover it,
 //! 409 when they do not), and at the end every currency's postings sum to zero, no balance is
 //! below its floor, every maintained balance equals the sum of its postings, and the balances
@@ -37,13 +39,30 @@ impl Rng {
 struct Wallet {
     available: Decimal,
     held: Decimal,
+    credit: Decimal,
+    bonus: Decimal,
+    credit_line: String,
 }
+
+const CREDIT_LIMIT: i64 = 1000;
 
 struct Deposit {
     id: String,
     trader: usize,
     status: &'static str,
     net: Decimal,
+    bonus: Decimal,
+}
+
+/// The walk's bonus rule: 10 % of the settled gross, rounded down to the cent, at most 20.00,
+/// for deposits of at least 50.00.
+fn expected_bonus(gross: Decimal) -> Decimal {
+    if gross < Decimal::new(50, 0) {
+        return Decimal::ZERO;
+    }
+    (gross * Decimal::new(10, 2))
+        .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::ToZero)
+        .min(Decimal::new(20, 0))
 }
 
 struct Withdrawal {
@@ -95,12 +114,23 @@ async fn random_money_operations_keep_every_invariant() {
         traders.push(t["id"].as_str().unwrap().to_string());
     }
     let mut wallets: Vec<Wallet> = (0..traders.len()).map(|_| Wallet::default()).collect();
+    for (i, t) in traders.iter().enumerate() {
+        let l = expect(
+            &owner,
+            "/v1/credit-lines",
+            json!({"traderId": t, "currency": "USD", "limit": format!("{CREDIT_LIMIT}.00")}),
+            StatusCode::CREATED,
+        )
+        .await;
+        wallets[i].credit_line = l["id"].as_str().unwrap().to_string();
+    }
+    expect(&owner, "/v1/bonuses", json!({"name": "Walk bonus", "trigger": "deposit", "kind": "percent", "value": "10", "maxBonus": "20.00", "minDeposit": "50.00", "currency": "USD"}), StatusCode::CREATED).await;
     let mut deposits: Vec<Deposit> = Vec::new();
     let mut withdrawals: Vec<Withdrawal> = Vec::new();
     let mut counts: HashMap<&str, u64> = HashMap::new();
 
     for _ in 0..ops {
-        let op = rng.below(10);
+        let op = rng.below(12);
         match op {
             0 | 1 => {
                 let t = rng.below(traders.len());
@@ -111,6 +141,7 @@ async fn random_money_operations_keep_every_invariant() {
                     trader: t,
                     status: "pending",
                     net: amount,
+                    bonus: Decimal::ZERO,
                 });
                 *counts.entry("deposit.create").or_default() += 1;
             }
@@ -138,6 +169,8 @@ async fn random_money_operations_keep_every_invariant() {
                         StatusCode::OK,
                     )
                     .await;
+                    deposits[i].bonus = expected_bonus(deposits[i].net);
+                    wallets[deposits[i].trader].bonus += deposits[i].bonus;
                     deposits[i].net -= fee;
                     deposits[i].status = "settled";
                     wallets[deposits[i].trader].available += deposits[i].net;
@@ -171,6 +204,9 @@ async fn random_money_operations_keep_every_invariant() {
                                 )
                                 .await;
                                 w.available -= d.net;
+                                // The bonus line holds at least this deposit's bonus, so the
+                                // clawback is whole.
+                                w.bonus -= d.bonus;
                                 d.status = "reversed";
                             } else {
                                 expect(
@@ -254,6 +290,36 @@ async fn random_money_operations_keep_every_invariant() {
                     *counts.entry("withdrawal.settle").or_default() += 1;
                 }
             }
+            10 => {
+                // A credit grant: refused (409) when it would pass the line's limit.
+                let t = rng.below(traders.len());
+                let amount = rng.cents(100, 40_000);
+                let w = &mut wallets[t];
+                let path = format!("/v1/credit-lines/{}/grant", w.credit_line);
+                let body = json!({"amount": amount.to_string()});
+                if w.credit + amount <= Decimal::new(CREDIT_LIMIT, 0) {
+                    expect(&owner, &path, body, StatusCode::CREATED).await;
+                    w.credit += amount;
+                } else {
+                    expect(&owner, &path, body, StatusCode::CONFLICT).await;
+                }
+                *counts.entry("credit.grant").or_default() += 1;
+            }
+            11 => {
+                // A revoke: refused (409) above what is outstanding.
+                let t = rng.below(traders.len());
+                let amount = rng.cents(100, 40_000);
+                let w = &mut wallets[t];
+                let path = format!("/v1/credit-lines/{}/revoke", w.credit_line);
+                let body = json!({"amount": amount.to_string()});
+                if amount <= w.credit {
+                    expect(&owner, &path, body, StatusCode::CREATED).await;
+                    w.credit -= amount;
+                } else {
+                    expect(&owner, &path, body, StatusCode::CONFLICT).await;
+                }
+                *counts.entry("credit.revoke").or_default() += 1;
+            }
             _ => {
                 if let Some(i) = pick(&mut rng, &withdrawals, |w| {
                     w.status == "pending" || w.status == "approved"
@@ -312,20 +378,27 @@ async fn random_money_operations_keep_every_invariant() {
             .unwrap()
             .iter()
             .find(|x| x["currency"] == "USD");
-        let (available, held) = usd
-            .map(|u| {
-                (
-                    u["available"].as_str().unwrap().parse::<Decimal>().unwrap(),
-                    u["held"].as_str().unwrap().parse::<Decimal>().unwrap(),
-                )
-            })
-            .unwrap_or_default();
+        let field = |k: &str| {
+            usd.and_then(|u| u[k].as_str())
+                .map(|v| v.parse::<Decimal>().unwrap())
+                .unwrap_or_default()
+        };
+        let w = &wallets[i];
         assert_eq!(
-            (available, held),
-            (wallets[i].available, wallets[i].held),
-            "seed {seed}, trader {i}"
+            (
+                field("available"),
+                field("held"),
+                field("credit"),
+                field("bonus")
+            ),
+            (w.available, w.held, w.credit, w.bonus),
+            "seed {seed}, trader {i}: {b}"
         );
     }
+    assert!(
+        wallets.iter().any(|w| !w.bonus.is_zero()),
+        "bonuses were issued"
+    );
     let total: u64 = counts.values().sum();
     assert!(total >= ops / 2, "the walk did real work: {counts:?}");
     for k in [
@@ -333,6 +406,8 @@ async fn random_money_operations_keep_every_invariant() {
         "withdrawal.settle",
         "withdrawal.reject",
         "deposit.reject_reverse",
+        "credit.grant",
+        "credit.revoke",
     ] {
         assert!(
             counts.get(k).copied().unwrap_or(0) > 0,

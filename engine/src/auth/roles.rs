@@ -91,6 +91,8 @@ pub const CLIENT_WRITE: &[Role] = &[Owner, Admin, Sales, Support, Compliance];
 pub const KYC: &[Role] = &[Owner, Admin, Compliance];
 /// Trading accounts.
 pub const ACCOUNT_WRITE: &[Role] = &[Owner, Admin, Dealer, Finance];
+/// Dealing-desk configuration: symbols, trading groups.
+pub const DEALING: &[Role] = &[Owner, Admin, Dealer];
 /// Money records.
 pub const MONEY_WRITE: &[Role] = &[Owner, Admin, Finance];
 /// Audit trail.

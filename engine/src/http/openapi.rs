@@ -13,7 +13,7 @@ use utoipa::openapi::{
 use super::api::Op;
 use crate::auth::Access;
 
-pub const API_VERSION: &str = "1.0.0";
+pub const API_VERSION: &str = "1.1.0";
 
 pub fn document(ops: &[Op]) -> OpenApi {
     let mut paths = Paths::new();

@@ -1,5 +1,7 @@
 //! A trader's balances per currency, from the ledger: wallet, held for pending withdrawals, and
-//! available (the wallet). `?at=` gives the balances as they stood at that time.
+//! available (the wallet). `?at=` gives the balances as they stood at that time. `credit` and
+//! `bonus` are what is outstanding on the trader's credit and bonus credit lines: broker money,
+//! not the client's, so they are not part of `total`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -35,7 +37,7 @@ pub async fn get(
     .bind(&trader_id)
     .fetch_all(st.db.pool())
     .await?;
-    let mut per: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
+    let mut per: BTreeMap<String, [Decimal; 4]> = BTreeMap::new();
     for (id, kind, currency, balance) in accounts {
         let amount = match &at {
             Some(at) => ledger::balance_as_of(st.db.pool(), &actor.tenant_id, &id, at).await?,
@@ -43,19 +45,23 @@ pub async fn get(
         };
         let e = per.entry(currency).or_default();
         match kind.as_str() {
-            "trader_wallet" => e.0 += amount,
-            "withdrawal_hold" => e.1 += amount,
+            "trader_wallet" => e[0] += amount,
+            "withdrawal_hold" => e[1] += amount,
+            "trader_credit" => e[2] += amount,
+            "trader_bonus" => e[3] += amount,
             _ => {}
         }
     }
     let data: Vec<Value> = per
         .into_iter()
-        .map(|(currency, (wallet, held))| {
+        .map(|(currency, [wallet, held, credit, bonus])| {
             json!({
                 "currency": currency,
                 "available": wallet.to_string(),
                 "held": held.to_string(),
                 "total": (wallet + held).to_string(),
+                "credit": credit.to_string(),
+                "bonus": bonus.to_string(),
             })
         })
         .collect();

@@ -401,6 +401,18 @@ pub(super) async fn settle_in(
         },
     )
     .await?;
+    if let Some(account_id) = row.account_id.as_deref() {
+        crate::integrations::pushes::enqueue(
+            tx,
+            &actor.tenant_id,
+            account_id,
+            "deposit",
+            s.net,
+            "deposit",
+            id,
+        )
+        .await?;
+    }
     let transaction_id = common::record_transaction(
         tx,
         Movement {
@@ -445,6 +457,9 @@ pub(super) async fn settle_in(
     .bind(now())
     .execute(&mut **tx)
     .await?;
+    // Bonuses the deposit earns are issued in the settlement's own transaction (HTTP and
+    // provider webhooks alike).
+    crate::bonuses::on_deposit_settled(tx, actor, id).await?;
     finish(
         tx,
         actor,
@@ -567,6 +582,8 @@ pub(super) async fn reverse_in(
     .bind(now())
     .execute(&mut **tx)
     .await?;
+    // The bonuses it paid are clawed back in the same transaction.
+    crate::bonuses::on_deposit_reversed(tx, actor, id).await?;
     finish(
         tx,
         actor,

@@ -315,6 +315,21 @@ async fn approve_one(
         .bind(&row.status)
         .execute(&mut **tx)
         .await?;
+    if next == "approved"
+        && let Some(account_id) = row.account_id.as_deref()
+    {
+        let amount = ledger::dec(&row.amount)?;
+        crate::integrations::pushes::enqueue(
+            tx,
+            &actor.tenant_id,
+            account_id,
+            "withdrawal",
+            -amount,
+            "withdrawal",
+            id,
+        )
+        .await?;
+    }
     finish(tx, actor, id, event, "withdrawal.approve", Some(&before)).await
 }
 

@@ -50,6 +50,8 @@ fn account_label(kind: &str) -> String {
     match kind {
         "trader_wallet" => "Wallet".into(),
         "withdrawal_hold" => "Held for pending withdrawals".into(),
+        "trader_credit" => "Credit line".into(),
+        "bonus" | "trader_bonus" => "Bonus credit".into(),
         other => {
             let s = other.replace('_', " ");
             let mut c = s.chars();
@@ -68,6 +70,11 @@ fn entry_label(kind: &str) -> String {
         "withdrawal_hold" => "Withdrawal requested".into(),
         "withdrawal_release" => "Withdrawal cancelled".into(),
         "withdrawal" => "Withdrawal paid".into(),
+        "credit_grant" => "Credit granted".into(),
+        "credit_revoke" => "Credit revoked".into(),
+        "bonus_grant" | "bonus_issue" => "Bonus granted".into(),
+        "bonus_revoke" => "Bonus revoked".into(),
+        "bonus_clawback" => "Bonus clawed back".into(),
         other => account_label(other),
     }
 }
