@@ -1,0 +1,311 @@
+//! The one shared, locked-down Rhai engine every tenant script runs on, and its limits.
+//!
+//! Scripts see only the standard value functions (strings, arrays, maps, maths) and the context
+//! they are given: no `eval`, no `import`/modules, no `print` to the console, no `sleep`, no file
+//! or network access. Limits bound operations, call depth, expression depth and the size of
+//! strings, arrays and maps; a wall-clock deadline, checked from the progress callback, stops a
+//! script that is still within its operation budget but too slow.
+
+use std::cell::Cell;
+use std::fmt;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use rhai::{AST, Dynamic, Engine, EvalAltResult, ParseError, Position, Scope};
+
+pub const MAX_OPERATIONS: u64 = 500_000;
+pub const MAX_CALL_LEVELS: usize = 32;
+pub const MAX_EXPR_DEPTH: usize = 64;
+pub const MAX_FN_EXPR_DEPTH: usize = 32;
+pub const MAX_STRING_SIZE: usize = 64 * 1024;
+pub const MAX_ARRAY_SIZE: usize = 10_000;
+pub const MAX_MAP_SIZE: usize = 1_000;
+pub const MAX_VARIABLES: usize = 256;
+pub const MAX_FUNCTIONS: usize = 64;
+/// Wall-clock budget of one evaluation.
+pub const DEADLINE: Duration = Duration::from_millis(250);
+/// Longest script source accepted on save.
+pub const MAX_SOURCE_LEN: usize = 20_000;
+
+thread_local! {
+    // Scripts run on blocking threads, one evaluation at a time per thread, so the deadline of
+    // the evaluation in progress lives with the thread.
+    static DEADLINE_AT: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Why a script could not be compiled or did not finish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScriptError {
+    /// `syntax`, `runtime`, `limit` or `timeout`.
+    pub kind: &'static str,
+    pub message: String,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
+impl fmt::Display for ScriptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.line, self.column) {
+            (Some(l), Some(c)) => write!(
+                f,
+                "{} error at line {l}, column {c}: {}",
+                self.kind, self.message
+            ),
+            (Some(l), None) => write!(f, "{} error at line {l}: {}", self.kind, self.message),
+            _ => write!(f, "{} error: {}", self.kind, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ScriptError {}
+
+impl ScriptError {
+    pub fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        ScriptError {
+            kind,
+            message: message.into(),
+            line: None,
+            column: None,
+        }
+    }
+
+    fn with_pos(mut self, pos: Position) -> Self {
+        self.line = pos.line();
+        self.column = pos.position();
+        self
+    }
+
+    pub fn from_parse(e: &ParseError) -> Self {
+        ScriptError::new("syntax", e.0.to_string()).with_pos(e.1)
+    }
+
+    pub fn from_eval(e: &EvalAltResult) -> Self {
+        let pos = e.position();
+        let err = match e {
+            EvalAltResult::ErrorTooManyOperations(_) => ScriptError::new(
+                "limit",
+                format!("the script exceeded its limit of {MAX_OPERATIONS} operations"),
+            ),
+            EvalAltResult::ErrorStackOverflow(_) => ScriptError::new(
+                "limit",
+                format!("the script exceeded its limit of {MAX_CALL_LEVELS} nested function calls"),
+            ),
+            EvalAltResult::ErrorDataTooLarge(what, _) => ScriptError::new(
+                "limit",
+                format!(
+                    "{what} exceeds its limit (strings {MAX_STRING_SIZE} bytes, arrays {MAX_ARRAY_SIZE} items, maps {MAX_MAP_SIZE} entries)"
+                ),
+            ),
+            EvalAltResult::ErrorTooManyVariables(_) => ScriptError::new(
+                "limit",
+                format!("the script exceeded its limit of {MAX_VARIABLES} variables"),
+            ),
+            EvalAltResult::ErrorTerminated(_, _) => ScriptError::new(
+                "timeout",
+                format!(
+                    "the script exceeded its time limit of {} ms",
+                    DEADLINE.as_millis()
+                ),
+            ),
+            EvalAltResult::ErrorFunctionNotFound(sig, _) => {
+                ScriptError::new("runtime", format!("function not found: {sig}"))
+            }
+            EvalAltResult::ErrorInFunctionCall(_, _, inner, _) => {
+                return ScriptError::from_eval(inner);
+            }
+            other => ScriptError::new("runtime", other.to_string()),
+        };
+        err.with_pos(pos)
+    }
+}
+
+/// The shared engine (built once; `sync` makes it usable from every thread).
+pub fn engine() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(build)
+}
+
+fn build() -> Engine {
+    let mut e = Engine::new();
+    e.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
+    for symbol in ["eval", "import", "export"] {
+        e.disable_symbol(symbol);
+    }
+    e.set_strict_variables(true);
+    e.set_max_operations(MAX_OPERATIONS)
+        .set_max_call_levels(MAX_CALL_LEVELS)
+        .set_max_expr_depths(MAX_EXPR_DEPTH, MAX_FN_EXPR_DEPTH)
+        .set_max_string_size(MAX_STRING_SIZE)
+        .set_max_array_size(MAX_ARRAY_SIZE)
+        .set_max_map_size(MAX_MAP_SIZE)
+        .set_max_variables(MAX_VARIABLES)
+        .set_max_functions(MAX_FUNCTIONS)
+        .set_max_modules(0);
+    // A script's output goes nowhere: the engine's console is not the tenant's.
+    e.on_print(|_| {});
+    e.on_debug(|_, _, _| {});
+    // `sleep` would block a worker thread without counting operations; the engine's own
+    // functions take precedence over the standard package's.
+    e.register_fn("sleep", |_: rhai::INT| -> Result<(), Box<EvalAltResult>> {
+        Err("sleep is not available in scripts".into())
+    });
+    e.register_fn(
+        "sleep",
+        |_: rhai::FLOAT| -> Result<(), Box<EvalAltResult>> {
+            Err("sleep is not available in scripts".into())
+        },
+    );
+    e.on_progress(|ops| {
+        // Reading the clock every operation would cost more than the operation.
+        if ops % 512 == 0 {
+            let late = DEADLINE_AT.with(|d| d.get().is_some_and(|at| Instant::now() > at));
+            if late {
+                return Some(Dynamic::from("deadline"));
+            }
+        }
+        None
+    });
+    e
+}
+
+/// Compiles a script; `vars` are the names of the context it will be given (strict variables:
+/// any other free name is a compile error).
+pub fn compile(source: &str, vars: &[&str]) -> Result<AST, ScriptError> {
+    if source.len() > MAX_SOURCE_LEN {
+        return Err(ScriptError::new(
+            "syntax",
+            format!("the script is longer than {MAX_SOURCE_LEN} characters"),
+        ));
+    }
+    // Plain variables, not constants: the optimiser would fold constant placeholders into
+    // the AST. At run time the context is pushed as constants, so scripts cannot change it.
+    let mut scope = Scope::new();
+    for v in vars {
+        scope.push_dynamic(*v, Dynamic::UNIT);
+    }
+    engine()
+        .compile_with_scope(&scope, source)
+        .map_err(|e| ScriptError::from_parse(&e))
+}
+
+/// Evaluates a compiled script against a context, within the limits. Blocking: call it from
+/// `spawn_blocking` (see `run_blocking`), never on an async thread.
+pub fn eval(ast: &AST, ctx: Vec<(&str, Dynamic)>) -> Result<Dynamic, ScriptError> {
+    eval_within(ast, ctx, DEADLINE)
+}
+
+fn eval_within(
+    ast: &AST,
+    ctx: Vec<(&str, Dynamic)>,
+    budget: Duration,
+) -> Result<Dynamic, ScriptError> {
+    let mut scope = Scope::new();
+    for (k, v) in ctx {
+        scope.push_constant_dynamic(k, v);
+    }
+    DEADLINE_AT.with(|d| d.set(Some(Instant::now() + budget)));
+    let out = engine().eval_ast_with_scope::<Dynamic>(&mut scope, ast);
+    DEADLINE_AT.with(|d| d.set(None));
+    out.map_err(|e| ScriptError::from_eval(&e))
+}
+
+/// Runs blocking script work off the async threads.
+pub async fn run_blocking<T, F>(f: F) -> Result<T, ScriptError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ScriptError::new("runtime", format!("script worker failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(src: &str) -> Result<Dynamic, ScriptError> {
+        let ast = compile(src, &["ctx"])?;
+        eval(&ast, vec![("ctx", Dynamic::from(1_i64))])
+    }
+
+    #[test]
+    fn evaluates_with_context() {
+        assert_eq!(run("ctx + 41").unwrap().as_int().unwrap(), 42);
+    }
+
+    #[test]
+    fn endless_loop_hits_a_limit() {
+        let e = run("loop { }").unwrap_err();
+        assert!(e.kind == "limit" || e.kind == "timeout", "{e}");
+        let e = run("let x = 0; while true { x += 1; }").unwrap_err();
+        assert!(e.kind == "limit" || e.kind == "timeout", "{e}");
+    }
+
+    #[test]
+    fn deep_recursion_is_stopped() {
+        let e = run("fn f(n) { f(n + 1) } f(0)").unwrap_err();
+        assert_eq!(e.kind, "limit", "{e}");
+        assert!(e.message.contains("nested function calls"), "{e}");
+    }
+
+    #[test]
+    fn doubling_string_is_stopped() {
+        let e = run(r#"let s = "x"; loop { s += s; }"#).unwrap_err();
+        assert_eq!(e.kind, "limit", "{e}");
+    }
+
+    #[test]
+    fn doubling_array_is_stopped() {
+        let e = run("let a = [1]; loop { a += a; }").unwrap_err();
+        assert_eq!(e.kind, "limit", "{e}");
+    }
+
+    #[test]
+    fn unknown_function_is_a_runtime_error() {
+        let e = run("no_such_function(1)").unwrap_err();
+        assert_eq!(e.kind, "runtime", "{e}");
+        assert!(e.message.contains("no_such_function"), "{e}");
+        assert_eq!(e.line, Some(1));
+    }
+
+    #[test]
+    fn unknown_variable_is_a_compile_error() {
+        let e = run("ctx + other").unwrap_err();
+        assert_eq!(e.kind, "syntax", "{e}");
+        assert_eq!((e.line, e.column), (Some(1), Some(7)));
+    }
+
+    #[test]
+    fn syntax_error_has_line_and_column() {
+        let e = compile("let a = 1;\nlet b = (a + ;", &[]).unwrap_err();
+        assert_eq!(e.kind, "syntax");
+        assert_eq!(e.line, Some(2));
+        assert!(e.column.is_some());
+    }
+
+    #[test]
+    fn eval_import_and_sleep_are_unavailable() {
+        assert!(compile(r#"eval("1")"#, &[]).is_err());
+        assert!(compile(r#"import "x" as y; 1"#, &[]).is_err());
+        let e = run("sleep(10); 1").unwrap_err();
+        assert!(e.message.contains("sleep"), "{e}");
+    }
+
+    #[test]
+    fn deadline_stops_a_script_within_its_operation_budget() {
+        let ast = compile("let n = 0; for i in 0..100000 { n += i; } n", &[]).unwrap();
+        let e = eval_within(&ast, vec![], Duration::ZERO).unwrap_err();
+        assert_eq!(e.kind, "timeout", "{e}");
+        // The same script finishes with its normal budget.
+        assert!(eval(&ast, vec![]).is_ok());
+    }
+
+    #[test]
+    fn slow_script_hits_the_deadline() {
+        // String building in a loop is slow per operation but within the operation budget:
+        // the deadline (not the operation count) has to stop it... or the op limit does.
+        let e = run(r#"let n = 0; loop { let s = "abc".pad(60000, "x"); n += 1; }"#).unwrap_err();
+        assert!(e.kind == "timeout" || e.kind == "limit", "{e}");
+    }
+}
