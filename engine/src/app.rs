@@ -52,6 +52,7 @@ pub fn register_all(api: &mut Api) {
     crate::tags::routes(api);
     crate::segments::routes(api);
     crate::webhooks::routes(api);
+    crate::risk_rules::routes(api);
 }
 
 /// The OpenAPI document without a database or server (for `lumire openapi`).

@@ -24,6 +24,7 @@ pub mod passkeys;
 pub mod payments;
 pub mod pdf;
 pub mod portal;
+pub mod risk_rules;
 pub mod scripting;
 pub mod secrets;
 pub mod segments;

@@ -17,6 +17,7 @@ mod passkeys;
 mod payment_documents;
 mod payments;
 mod portal;
+mod risk_rules;
 mod s3_storage;
 mod segments;
 mod stripe_webhooks;
