@@ -36,6 +36,7 @@ pub mod traders;
 pub mod transactions;
 pub mod util;
 pub mod webhooks;
+pub mod workflows;
 
 pub use app::{App, AppState};
 pub use config::Settings;

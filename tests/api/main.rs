@@ -28,3 +28,4 @@ mod traders;
 mod transactions;
 mod users;
 mod webhooks;
+mod workflows;

@@ -9,6 +9,7 @@ pub mod condition;
 pub mod convert;
 pub mod sandbox;
 
+pub use crate::workflows::run_workflows_once;
 pub use sandbox::ScriptError;
 
 use crate::http::error::FieldError;
