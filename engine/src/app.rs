@@ -47,6 +47,7 @@ pub fn register_all(api: &mut Api) {
     crate::accounts::routes(api);
     crate::transactions::routes(api);
     crate::admin_traders::routes(api);
+    crate::customer_rules::routes(api);
     crate::customers::routes(api);
     crate::portal::routes(api);
     crate::tags::routes(api);

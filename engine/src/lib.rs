@@ -9,6 +9,7 @@ pub mod auth;
 pub mod bonuses;
 pub mod config;
 pub mod credit_lines;
+pub mod customer_rules;
 pub mod customers;
 pub mod db;
 pub mod events;

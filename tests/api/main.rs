@@ -5,6 +5,7 @@ mod admin_traders;
 mod api_keys;
 mod bonuses;
 mod credit_lines;
+mod customer_rules;
 mod customers;
 mod fx;
 mod idempotency;

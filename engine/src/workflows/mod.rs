@@ -8,7 +8,7 @@ mod actions;
 mod handlers;
 mod runner;
 
-pub use runner::{MAX_CHAIN_DEPTH, run_workflows_once};
+pub use runner::{EventRow, MAX_CHAIN_DEPTH, event_json, run_workflows_once};
 
 use crate::auth::roles::Role::{self, *};
 use crate::http::api::{Api, Op};

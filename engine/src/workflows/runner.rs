@@ -177,6 +177,7 @@ pub async fn run_workflows_once(st: &AppState) -> ApiResult<usize> {
                 runs += 1;
             }
         }
+        runs += crate::customer_rules::on_event(db, &ev).await?;
         sqlx::query(
             "UPDATE events SET workflows_at = $3 WHERE tenant_id = $1 AND id = $2 AND workflows_at IS NULL",
         )
