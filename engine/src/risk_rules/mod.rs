@@ -8,7 +8,7 @@
 mod classify;
 mod handlers;
 
-pub use classify::{FIELDS, RiskContext};
+pub use classify::{FIELDS, RiskContext, matches};
 
 use crate::auth::roles::Role::{self, *};
 use crate::http::api::{Api, Op};
