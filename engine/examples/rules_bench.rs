@@ -27,7 +27,9 @@ fn context(i: usize) -> RiskContext {
 
 /// The rule below, written by hand.
 fn plain(c: &RiskContext) -> bool {
-    (c.trader_country == "DE" || c.trader_country == "AT") && c.account_balance >= 10_000.0 && !c.is_demo
+    (c.trader_country == "DE" || c.trader_country == "AT")
+        && c.account_balance >= 10_000.0
+        && !c.is_demo
 }
 
 #[tokio::main]
@@ -72,7 +74,10 @@ async fn main() -> anyhow::Result<()> {
         per_s(native),
         native
     );
-    println!("ratio plain/rhai: {:.0}x", rhai.as_secs_f64() / native.as_secs_f64());
+    println!(
+        "ratio plain/rhai: {:.0}x",
+        rhai.as_secs_f64() / native.as_secs_f64()
+    );
 
     // End to end: classify-accounts over n accounts on SQLite.
     let dir = std::env::temp_dir().join(format!("lumire-bench-{}", ulid::Ulid::new()));

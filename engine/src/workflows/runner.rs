@@ -130,8 +130,9 @@ pub fn configured_actions(json: &str) -> Vec<Action> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
-/// One round: every event not yet offered to workflows (up to a batch). Returns the number of
-/// runs recorded by this process.
+/// One round: every event not yet offered to workflows and customer rules (up to a batch).
+/// Returns the number of events handled (0: nothing was waiting), so a caller can loop until
+/// the backlog is gone.
 pub async fn run_workflows_once(st: &AppState) -> ApiResult<usize> {
     let db = &st.db;
     let waiting: Option<(String,)> =
@@ -148,7 +149,7 @@ pub async fn run_workflows_once(st: &AppState) -> ApiResult<usize> {
     .bind(BATCH)
     .fetch_all(db.pool())
     .await?;
-    let mut runs = 0;
+    let handled = events.len();
     for ev in events {
         let workflows: Vec<WorkflowSrc> = sqlx::query_as(
             "SELECT id, name, version, source, actions FROM workflows
@@ -173,11 +174,9 @@ pub async fn run_workflows_once(st: &AppState) -> ApiResult<usize> {
             if done.is_some() {
                 continue;
             }
-            if run_one(db, &ev, &wf).await? {
-                runs += 1;
-            }
+            run_one(db, &ev, &wf).await?;
         }
-        runs += crate::customer_rules::on_event(db, &ev).await?;
+        crate::customer_rules::on_event(db, &ev).await?;
         sqlx::query(
             "UPDATE events SET workflows_at = $3 WHERE tenant_id = $1 AND id = $2 AND workflows_at IS NULL",
         )
@@ -187,7 +186,7 @@ pub async fn run_workflows_once(st: &AppState) -> ApiResult<usize> {
         .execute(db.pool())
         .await?;
     }
-    Ok(runs)
+    Ok(handled)
 }
 
 struct RunRecord<'a> {
