@@ -20,7 +20,7 @@ fn context(i: usize) -> RiskContext {
         account_currency: "USD".into(),
         account_platform: "mt5".into(),
         deposit_total_lifetime: (i * 53 % 80_000) as f64,
-        is_demo: i % 10 == 0,
+        is_demo: i.is_multiple_of(10),
         ..RiskContext::default()
     }
 }
@@ -81,11 +81,13 @@ async fn main() -> anyhow::Result<()> {
 
     // End to end: classify-accounts over n accounts on SQLite.
     let dir = std::env::temp_dir().join(format!("lumire-bench-{}", ulid::Ulid::new()));
-    let mut settings = Settings::default();
-    settings.database_url = format!("sqlite://{}/bench.db", dir.display());
-    settings.data_dir = dir.clone();
-    settings.listen = "127.0.0.1:0".into();
-    settings.run_jobs = false;
+    let settings = Settings {
+        database_url: format!("sqlite://{}/bench.db", dir.display()),
+        data_dir: dir.clone(),
+        listen: "127.0.0.1:0".into(),
+        run_jobs: false,
+        ..Settings::default()
+    };
     let app = App::build(settings).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let db = app.state().db.clone();
