@@ -68,6 +68,7 @@ async fn trader_created_through_the_api_fires_a_workflow_end_to_end() {
             "actions": [
                 {"type": "add_tag", "tagId": vip},
                 {"type": "set_trader_field", "field": "metadata.welcomed", "value": true},
+                {"type": "add_segment", "segment": "dach"},
                 {"type": "send_email", "subject": "Willkommen {{firstName}}", "body": "Hallo {{firstName}}", "template": "welcome_de"},
                 {"type": "emit_event", "name": "custom.welcomed", "payload": {"channel": "mail"}}
             ]
@@ -89,6 +90,10 @@ async fn trader_created_through_the_api_fires_a_workflow_end_to_end() {
     assert!(tag_names(&owner, &fr).await.is_empty());
     let (_, t) = owner.get(&format!("/v1/traders/{de}")).await;
     assert_eq!(t["metadata"]["welcomed"], true, "{t}");
+    assert!(
+        t["segments"].as_array().unwrap().contains(&json!("dach")),
+        "{t}"
+    );
     let (subject, body) = app.last_mail("de@x.example").await.expect("welcome mail");
     assert_eq!(
         (subject.as_str(), body.as_str()),
@@ -105,7 +110,7 @@ async fn trader_created_through_the_api_fires_a_workflow_end_to_end() {
     assert_eq!(ok["workflowVersion"], 1);
     assert_eq!(ok["input"]["trader"]["id"], de.as_str());
     assert_eq!(ok["decision"], true);
-    assert_eq!(ok["actions"].as_array().unwrap().len(), 4);
+    assert_eq!(ok["actions"].as_array().unwrap().len(), 5);
     assert!(
         list.iter()
             .any(|r| r["status"] == "skipped" && r["decision"] == false)

@@ -15,6 +15,8 @@ use crate::util::{new_id, now, parse_json};
 pub const TYPES: &[&str] = &[
     "add_tag",
     "remove_tag",
+    "add_segment",
+    "remove_segment",
     "assign",
     "set_trader_field",
     "emit_event",
@@ -38,6 +40,12 @@ pub enum Action {
     },
     RemoveTag {
         tag_id: String,
+    },
+    AddSegment {
+        segment: String,
+    },
+    RemoveSegment {
+        segment: String,
     },
     Assign {
         user_id: String,
@@ -67,6 +75,8 @@ impl Action {
         match self {
             Action::AddTag { .. } => "add_tag",
             Action::RemoveTag { .. } => "remove_tag",
+            Action::AddSegment { .. } => "add_segment",
+            Action::RemoveSegment { .. } => "remove_segment",
             Action::Assign { .. } => "assign",
             Action::SetTraderField { .. } => "set_trader_field",
             Action::EmitEvent { .. } => "emit_event",
@@ -126,6 +136,15 @@ pub fn parse(v: &Value, field: &str) -> Result<Action, FieldError> {
                 return Err(FieldError::new(
                     format!("{field}.value"),
                     "must be a string or null",
+                ));
+            }
+        }
+        Action::AddSegment { segment } | Action::RemoveSegment { segment } => {
+            let n = segment.trim().chars().count();
+            if n == 0 || n > 64 {
+                return Err(FieldError::new(
+                    format!("{field}.segment"),
+                    "must be 1-64 characters",
                 ));
             }
         }
@@ -363,6 +382,32 @@ pub async fn execute(
                 audit(tx, r, "trader.tag_removed", "trader", t, Some(&p), None).await?;
             }
             Ok(json!({"type": "remove_tag", "traderId": t, "tagId": tag_id, "changed": n > 0}))
+        }
+        Action::AddSegment { segment } | Action::RemoveSegment { segment } => {
+            let (cur,): (String,) =
+                sqlx::query_as("SELECT segments FROM traders WHERE tenant_id = $1 AND id = $2")
+                    .bind(tenant)
+                    .bind(t)
+                    .fetch_one(&mut **tx)
+                    .await?;
+            let mut list = crate::util::parse_string_list(&cur);
+            let seg = segment.trim().to_string();
+            let add = matches!(a, Action::AddSegment { .. });
+            let had = list.contains(&seg);
+            if add && !had {
+                if list.len() >= 50 {
+                    return Err(failed("add_segment: a trader can have at most 50 segments"));
+                }
+                list.push(seg.clone());
+            } else if !add {
+                list.retain(|s| s != &seg);
+            }
+            let changed = add != had;
+            if changed {
+                let json = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
+                set_trader(tx, r, t, "segments", Some(&json)).await?;
+            }
+            Ok(json!({"type": a.kind(), "traderId": t, "segment": seg, "changed": changed}))
         }
         Action::Assign { user_id } => {
             let user: Option<(String,)> = sqlx::query_as(
