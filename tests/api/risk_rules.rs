@@ -349,6 +349,33 @@ async fn classify_accounts_first_match_wins_and_stats() {
 }
 
 #[tokio::test]
+async fn a_hostile_rule_is_disabled_for_the_rest_of_the_run() {
+    let app = TestApp::spawn().await;
+    let owner = app.register_owner().await;
+    let t = trader(&owner, "x@x.example", "DE").await;
+    for n in 0..4 {
+        account(&owner, &t, &n.to_string(), "100", false).await;
+    }
+    let bad = rule(
+        &owner,
+        json!({"name": "spin", "match": "loop { }", "routing": "hybrid", "priority": 0}),
+    )
+    .await;
+    rule(
+        &owner,
+        json!({"name": "all", "match": {}, "routing": "a_book", "priority": 1}),
+    )
+    .await;
+    let (s, run) = owner
+        .post("/v1/risk-rules/classify-accounts", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{run}");
+    assert_eq!(run["errors"], 1, "{run}");
+    assert_eq!(run["disabledRules"], json!([bad["id"]]));
+    assert_eq!(run["byRouting"], json!({"a_book": 4}));
+}
+
+#[tokio::test]
 async fn auth_roles_and_tenancy() {
     let app = TestApp::spawn().await;
     let owner = app.register_owner().await;

@@ -102,17 +102,34 @@ pub fn matches(ast: &AST, ctx: &RiskContext) -> Result<bool, ScriptError> {
 
 /// The first matching rule (index) and how many rule evaluations failed on the way; a rule
 /// that fails for an account counts as not matching it.
-pub fn first_match(rules: &[CompiledRule], ctx: &RiskContext) -> (Option<usize>, u64) {
+/// A rule that hits a limit or the deadline on one account is `disabled` for the rest of the
+/// run: one hostile rule must not cost its full time budget on every account.
+pub fn first_match(
+    rules: &[CompiledRule],
+    ctx: &RiskContext,
+    disabled: &mut [bool],
+) -> (Option<usize>, u64) {
     let mut errors = 0;
     for (i, r) in rules.iter().enumerate() {
+        if disabled[i] {
+            continue;
+        }
         match matches(&r.ast, ctx) {
             Ok(true) => return (Some(i), errors),
             Ok(false) => {}
-            Err(_) => errors += 1,
+            Err(e) => {
+                errors += 1;
+                if e.kind == "limit" || e.kind == "timeout" {
+                    disabled[i] = true;
+                }
+            }
         }
     }
     (None, errors)
 }
+
+/// Script time one classify run may use before it gives up (nothing is persisted then).
+pub const CLASSIFY_BUDGET: std::time::Duration = std::time::Duration::from_secs(120);
 
 pub async fn default_routing(conn: &mut sqlx::AnyConnection, tenant_id: &str) -> ApiResult<String> {
     let flags: Option<(String,)> =
@@ -275,20 +292,29 @@ pub async fn classify_accounts(State(st): State<AppState>, actor: Actor) -> ApiR
     };
     let rules = Arc::new(rules);
     let eval_rules = rules.clone();
-    let (decisions, errors) = sandbox::run_blocking(move || {
+    let (decisions, errors, disabled) = sandbox::run_blocking(move || {
         let mut errors = 0u64;
-        let decisions: Vec<Decision> = contexts
-            .into_iter()
-            .map(|(account_id, ctx)| {
-                let (rule, e) = first_match(&eval_rules, &ctx);
-                errors += e;
-                Decision { account_id, rule }
-            })
-            .collect();
-        (decisions, errors)
+        let mut disabled = vec![false; eval_rules.len()];
+        let mut decisions: Vec<Decision> = Vec::with_capacity(contexts.len());
+        for (account_id, ctx) in contexts {
+            if started.elapsed() > CLASSIFY_BUDGET {
+                return None;
+            }
+            let (rule, e) = first_match(&eval_rules, &ctx, &mut disabled);
+            errors += e;
+            decisions.push(Decision { account_id, rule });
+        }
+        Some((decisions, errors, disabled))
     })
     .await
-    .map_err(ApiError::internal)?;
+    .map_err(ApiError::internal)?
+    .ok_or_else(|| ApiError::Unprocessable {
+        code: "classify_budget_exceeded",
+        detail: format!(
+            "Evaluating the rules took longer than {} s; nothing was changed. Simplify or deactivate slow rules (dry-run them).",
+            CLASSIFY_BUDGET.as_secs()
+        ),
+    })?;
 
     let run_id = new_id();
     let ts = now();
@@ -341,6 +367,8 @@ pub async fn classify_accounts(State(st): State<AppState>, actor: Actor) -> ApiR
         "defaultRouting": default,
         "defaultRouted": defaulted,
         "errors": errors,
+        // Rules that hit a limit or the deadline and were skipped for the rest of the run.
+        "disabledRules": rules.iter().zip(&disabled).filter(|(_, d)| **d).map(|(r, _)| r.id.clone()).collect::<Vec<_>>(),
         "durationMs": duration_ms,
         "classifiedAt": ts,
     });
@@ -391,7 +419,7 @@ pub async fn stats(State(st): State<AppState>, actor: Actor) -> ApiResult<Json<V
         Some((s,)) => parse_json(&s),
         None => json!({
             "runId": null, "accounts": 0, "byRouting": {}, "byRule": [],
-            "defaultRouted": 0, "errors": 0, "durationMs": 0, "classifiedAt": null,
+            "defaultRouted": 0, "errors": 0, "disabledRules": [], "durationMs": 0, "classifiedAt": null,
         }),
     }))
 }
