@@ -22,8 +22,9 @@ pub const MAX_ARRAY_SIZE: usize = 10_000;
 pub const MAX_MAP_SIZE: usize = 1_000;
 pub const MAX_VARIABLES: usize = 256;
 pub const MAX_FUNCTIONS: usize = 64;
-/// Wall-clock budget of one evaluation.
-pub const DEADLINE: Duration = Duration::from_millis(250);
+/// Wall-clock budget of one evaluation. Rules take microseconds; the budget is short because
+/// memory a hostile script can take grows with its time (see `run_blocking`).
+pub const DEADLINE: Duration = Duration::from_millis(100);
 /// Longest script source accepted on save.
 pub const MAX_SOURCE_LEN: usize = 20_000;
 
@@ -204,17 +205,33 @@ fn eval_within(
         scope.push_constant_dynamic(k, v);
     }
     DEADLINE_AT.with(|d| d.set(Some(Instant::now() + budget)));
-    let out = engine().eval_ast_with_scope::<Dynamic>(&mut scope, ast);
+    // Rhai checks sizes per operation; a map grown through `m[key] = v` is only checked item by
+    // item, so the result is checked as a whole too.
+    let out = engine()
+        .eval_ast_with_scope::<Dynamic>(&mut scope, ast)
+        .and_then(|v| engine().ensure_data_size_within_limits(&v).map(|_| v));
     DEADLINE_AT.with(|d| d.set(None));
     out.map_err(|e| ScriptError::from_eval(&e))
 }
 
-/// Runs blocking script work off the async threads.
+/// Runs blocking script work off the async threads, a few at a time. Rhai bounds each string,
+/// array and map it checks, but a map grown key by key (`m[k] = v`) is only checked item by
+/// item, so one evaluation can hold memory in proportion to its time (measured: ~150 MB in
+/// 100 ms of a hostile loop). Bounding concurrent evaluations bounds the total.
 pub async fn run_blocking<T, F>(f: F) -> Result<T, ScriptError>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    static SLOTS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    let slots = SLOTS.get_or_init(|| {
+        let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(n.max(2))
+    });
+    let _slot = slots
+        .acquire()
+        .await
+        .map_err(|e| ScriptError::new("runtime", format!("script slots closed: {e}")))?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ScriptError::new("runtime", format!("script worker failed: {e}")))
@@ -259,6 +276,20 @@ mod tests {
     fn doubling_array_is_stopped() {
         let e = run("let a = [1]; loop { a += a; }").unwrap_err();
         assert_eq!(e.kind, "limit", "{e}");
+    }
+
+    #[test]
+    fn huge_single_allocations_are_refused() {
+        for src in [
+            r#""x".pad(2000000000, "y")"#,
+            "[].pad(2000000000, 0)",
+            "blob(2000000000)",
+            "let m = #{}; for i in 0..5000 { m[`k${i}`] = i; } m",
+            "let a = []; for i in range(0, 2000000000) { a.push(i); } a",
+        ] {
+            let e = run(src).unwrap_err();
+            assert!(e.kind == "limit" || e.kind == "timeout", "{src}: {e}");
+        }
     }
 
     #[test]
