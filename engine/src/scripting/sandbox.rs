@@ -184,9 +184,42 @@ pub fn compile(source: &str, vars: &[&str]) -> Result<AST, ScriptError> {
     for v in vars {
         scope.push_dynamic(*v, Dynamic::UNIT);
     }
-    engine()
+    let ast = engine()
         .compile_with_scope(&scope, source)
-        .map_err(|e| ScriptError::from_parse(&e))
+        .map_err(|e| ScriptError::from_parse(&e))?;
+    refuse_index_assignment(&ast)?;
+    Ok(ast)
+}
+
+/// Rhai checks the size of a map or array grown through `x[k] = v` only item by item, so a
+/// loop of such assignments could hold memory far beyond the limits. Scripts build maps and
+/// arrays with `set`, `+=`, `push`, `mixin` and literals instead, which are checked as a whole.
+fn refuse_index_assignment(ast: &AST) -> Result<(), ScriptError> {
+    fn has_index(e: &rhai::Expr) -> bool {
+        match e {
+            rhai::Expr::Index(..) => true,
+            rhai::Expr::Dot(x, _, _) => has_index(&x.lhs) || has_index(&x.rhs),
+            _ => false,
+        }
+    }
+    let mut found: Option<Position> = None;
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Assignment(x))) = path.last()
+            && has_index(&x.1.lhs)
+        {
+            found = Some(x.1.lhs.position());
+            return false;
+        }
+        true
+    });
+    match found {
+        Some(pos) => Err(ScriptError::new(
+            "syntax",
+            "assigning through an index (x[k] = v) is not allowed; build maps with m.set(k, v), += #{...} or mixin, arrays with push or +=",
+        )
+        .with_pos(pos)),
+        None => Ok(()),
+    }
 }
 
 /// Evaluates a compiled script against a context, within the limits. Blocking: call it from
@@ -284,12 +317,27 @@ mod tests {
             r#""x".pad(2000000000, "y")"#,
             "[].pad(2000000000, 0)",
             "blob(2000000000)",
-            "let m = #{}; for i in 0..5000 { m[`k${i}`] = i; } m",
+            "let m = #{}; for i in 0..5000 { m.set(`k${i}`, i); } 1",
+            r#"let s = "x"; s.pad(60000, "y"); let m = #{}; for i in 0..5000 { m.set(`k${i}`, s + i); } 1"#,
+            "let m = #{}; for i in 0..5000 { m.mixin(#{x: i}); m += #{}; } let a = []; for i in 0..20000 { a += i; } a",
             "let a = []; for i in range(0, 2000000000) { a.push(i); } a",
         ] {
             let e = run(src).unwrap_err();
             assert!(e.kind == "limit" || e.kind == "timeout", "{src}: {e}");
         }
+    }
+
+    #[test]
+    fn index_assignment_is_refused_on_save() {
+        let e = compile("let m = #{};\nm[\"k\"] = 1; m", &[]).unwrap_err();
+        assert_eq!((e.kind, e.line), ("syntax", Some(2)), "{e}");
+        assert!(compile("let a = [1]; a[0] += 1; a", &[]).is_err());
+        assert!(compile("let m = #{a: #{}}; m.a[\"x\"] = 1; m", &[]).is_err());
+        // Reading through an index, property assignment and checked growth stay allowed.
+        assert!(
+            run("let m = #{a: 1}; m.a = 2; m += #{b: 3}; let a = [m]; a.push(m[\"b\"]); a[1]")
+                .is_ok()
+        );
     }
 
     #[test]
