@@ -51,6 +51,7 @@ pub fn register_all(api: &mut Api) {
     crate::accounts::routes(api);
     crate::transactions::routes(api);
     crate::admin_traders::routes(api);
+    crate::customer_rules::routes(api);
     crate::customers::routes(api);
     crate::portal::routes(api);
     crate::tags::routes(api);
@@ -59,6 +60,8 @@ pub fn register_all(api: &mut Api) {
     crate::trading_groups::routes(api);
     crate::integrations::routes(api);
     crate::webhooks::routes(api);
+    crate::risk_rules::routes(api);
+    crate::workflows::routes(api);
     crate::plugins::routes(api);
 }
 
@@ -178,6 +181,7 @@ async fn run_jobs(state: AppState, mut stop: watch::Receiver<bool>) {
     };
     // Webhooks run in their own loop, so slow receivers never hold up mail or housekeeping.
     let webhooks = tokio::spawn(run_webhooks(state.clone(), stop.clone()));
+    let workflows = tokio::spawn(run_workflows(state.clone(), stop.clone()));
     let mut tick: u64 = 0;
     loop {
         if let Err(e) = mailer.run_once(&state.db).await {
@@ -209,6 +213,31 @@ async fn run_jobs(state: AppState, mut stop: watch::Receiver<bool>) {
         }
     }
     let _ = webhooks.await;
+    let _ = workflows.await;
+}
+
+/// Workflows and customer rules consume the events outbox in their own loop: a burst of
+/// scripts never delays mail or webhook delivery.
+async fn run_workflows(state: AppState, mut stop: watch::Receiver<bool>) {
+    loop {
+        let busy = match crate::scripting::run_workflows_once(&state).await {
+            Ok(n) => n > 0,
+            Err(e) => {
+                tracing::warn!(error = %e, "workflow job failed");
+                false
+            }
+        };
+        if *stop.borrow() {
+            break;
+        }
+        if busy {
+            continue;
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
 }
 
 async fn run_webhooks(state: AppState, mut stop: watch::Receiver<bool>) {

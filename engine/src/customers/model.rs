@@ -25,12 +25,15 @@ pub struct CustomerRow {
     pub last_login_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    pub rule_decision: Option<String>,
+    pub rule_decision_rule_id: Option<String>,
+    pub rule_decided_at: Option<String>,
 }
 
-pub const CUSTOMER_COLUMNS: &str = "id, email, password_hash, first_name, last_name, phone, country, status, trader_id, assigned_to_id, rejection_reason, last_login_at, created_at, updated_at";
+pub const CUSTOMER_COLUMNS: &str = "id, email, password_hash, first_name, last_name, phone, country, status, trader_id, assigned_to_id, rejection_reason, last_login_at, created_at, updated_at, rule_decision, rule_decision_rule_id, rule_decided_at";
 
 /// The same columns qualified with the `c` alias, for joins.
-pub const CUSTOMER_COLUMNS_C: &str = "c.id, c.email, c.password_hash, c.first_name, c.last_name, c.phone, c.country, c.status, c.trader_id, c.assigned_to_id, c.rejection_reason, c.last_login_at, c.created_at, c.updated_at";
+pub const CUSTOMER_COLUMNS_C: &str = "c.id, c.email, c.password_hash, c.first_name, c.last_name, c.phone, c.country, c.status, c.trader_id, c.assigned_to_id, c.rejection_reason, c.last_login_at, c.created_at, c.updated_at, c.rule_decision, c.rule_decision_rule_id, c.rule_decided_at";
 
 /// A customer as operators and the customer see it (never the password hash).
 #[derive(Serialize, Clone)]
@@ -49,6 +52,9 @@ pub struct CustomerView {
     pub last_login_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// The latest decision of a customer rule (`approve`, `reject`, `assign`, `tag`) and the
+    /// rule that made it; null when no rule has decided.
+    pub rule_decision: Option<Value>,
 }
 
 impl From<CustomerRow> for CustomerView {
@@ -67,6 +73,9 @@ impl From<CustomerRow> for CustomerView {
             last_login_at: r.last_login_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            rule_decision: r.rule_decision.map(|d| {
+                serde_json::json!({"decision": d, "ruleId": r.rule_decision_rule_id, "decidedAt": r.rule_decided_at})
+            }),
         }
     }
 }

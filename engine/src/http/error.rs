@@ -10,6 +10,11 @@ use super::request_id;
 pub struct FieldError {
     pub field: String,
     pub message: String,
+    /// Where in a submitted script the problem is (script syntax errors only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
 }
 
 impl FieldError {
@@ -17,6 +22,22 @@ impl FieldError {
         FieldError {
             field: field.into(),
             message: message.into(),
+            line: None,
+            column: None,
+        }
+    }
+
+    /// A field error pointing into a script.
+    pub fn at(
+        field: impl Into<String>,
+        message: impl Into<String>,
+        line: Option<usize>,
+        column: Option<usize>,
+    ) -> Self {
+        FieldError {
+            line,
+            column,
+            ..FieldError::new(field, message)
         }
     }
 }

@@ -16,6 +16,11 @@ impl Validator {
         self.errors.push(FieldError::new(field, message));
     }
 
+    /// Adds a ready-made error (e.g. one pointing at a line of a script).
+    pub fn push(&mut self, e: FieldError) {
+        self.errors.push(e);
+    }
+
     pub fn check(&mut self, ok: bool, field: &str, message: &str) {
         if !ok {
             self.fail(field, message);

@@ -13,7 +13,7 @@
 mod handlers;
 pub mod patterns;
 pub mod signing;
-mod store;
+pub(crate) mod store;
 pub mod url_safety;
 pub mod worker;
 
