@@ -194,7 +194,7 @@ async fn sync_brings_balances_and_positions_from_the_connector() {
             p["data"][0]["commission"].as_str(),
             p["data"][0]["externalId"].as_str()
         ),
-        (Some(account_id), Some("-3.50"), Some("5001"))
+        (Some(account_id), Some("-3.50"), Some("10015000"))
     );
     let (_, p) = owner.get("/v1/integrations/positions?status=closed").await;
     assert_eq!(

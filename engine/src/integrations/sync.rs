@@ -361,50 +361,36 @@ async fn upsert_position(
         .and_then(crate::util::parse_time)
         .map(crate::util::fmt_time);
     let ts = now();
-    let updated = sqlx::query(
-        "UPDATE positions SET current_price = $4, close_price = $5, profit = $6, commission = $7, swap = $8,
-           closed_at = $9, volume = $10, updated_at = $11
-         WHERE tenant_id = $1 AND platform = $2 AND external_id = $3",
+    // One statement, arbitrated by the unique (tenant, platform, platform id) index: a repeated
+    // sync updates in place, and the plan never depends on how many positions exist yet.
+    sqlx::query(
+        "INSERT INTO positions (tenant_id, id, account_id, trader_id, symbol, side, volume, open_price, current_price,
+           profit, opened_at, closed_at, platform, external_id, close_price, commission, swap, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+         ON CONFLICT (tenant_id, platform, external_id) DO UPDATE SET
+           current_price = excluded.current_price, close_price = excluded.close_price, profit = excluded.profit,
+           commission = excluded.commission, swap = excluded.swap, closed_at = excluded.closed_at,
+           volume = excluded.volume, updated_at = excluded.updated_at",
     )
     .bind(tenant_id)
+    .bind(new_id())
+    .bind(account_id)
+    .bind(trader_id)
+    .bind(symbol.to_uppercase())
+    .bind(side)
+    .bind(&volume)
+    .bind(&open_price)
+    .bind(decimal(&p["currentPrice"]))
+    .bind(decimal(&p["profit"]))
+    .bind(&opened_at)
+    .bind(&closed_at)
     .bind(platform)
     .bind(&external)
-    .bind(decimal(&p["currentPrice"]))
     .bind(decimal(&p["closePrice"]))
-    .bind(decimal(&p["profit"]))
     .bind(decimal(&p["commission"]))
     .bind(decimal(&p["swap"]))
-    .bind(&closed_at)
-    .bind(&volume)
     .bind(&ts)
     .execute(&mut **tx)
     .await?;
-    if updated.rows_affected() == 0 {
-        sqlx::query(
-            "INSERT INTO positions (tenant_id, id, account_id, trader_id, symbol, side, volume, open_price, current_price,
-               profit, opened_at, closed_at, platform, external_id, close_price, commission, swap, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-        )
-        .bind(tenant_id)
-        .bind(new_id())
-        .bind(account_id)
-        .bind(trader_id)
-        .bind(symbol.to_uppercase())
-        .bind(side)
-        .bind(&volume)
-        .bind(&open_price)
-        .bind(decimal(&p["currentPrice"]))
-        .bind(decimal(&p["profit"]))
-        .bind(&opened_at)
-        .bind(&closed_at)
-        .bind(platform)
-        .bind(&external)
-        .bind(decimal(&p["closePrice"]))
-        .bind(decimal(&p["commission"]))
-        .bind(decimal(&p["swap"]))
-        .bind(&ts)
-        .execute(&mut **tx)
-        .await?;
-    }
     Ok(true)
 }

@@ -112,11 +112,23 @@ fn handle(op: &str, req: &Value) -> Value {
             "login": l, "currency": "USD", "balance": "1000.00", "equity": "1012.50", "margin": "20.00", "freeMargin": "992.50"
         })).collect::<Vec<_>>()}),
         "list-open-positions" => {
-            json!({"ok": logins.iter().map(|l| position("5001", l, false)).collect::<Vec<_>>()})
+            // Position ids are unique on the platform: the login and a counter.
+            let per = count(req, "positions", 1);
+            let mut out = Vec::new();
+            for l in &logins {
+                let login = l.as_str().unwrap_or_default();
+                for k in 0..per {
+                    out.push(position(&format!("{login}5{k:03}"), l, false));
+                }
+            }
+            json!({"ok": out})
         }
-        "list-closed-positions" => {
-            json!({"ok": logins.iter().map(|l| position("4001", l, true)).collect::<Vec<_>>()})
-        }
+        // The benchmark's large demo server has no history; the small one has one closed trade.
+        "list-closed-positions" if count(req, "accounts", 0) > 0 => json!({"ok": []}),
+        "list-closed-positions" => json!({"ok": logins
+            .iter()
+            .map(|l| position(&format!("{}4000", l.as_str().unwrap_or_default()), l, true))
+            .collect::<Vec<_>>()}),
         "push-balance-operation" => {
             // The idempotency key identifies the operation: the same key is the same deal.
             let key = req["op"]["idempotencyKey"].as_str().unwrap_or_default();
