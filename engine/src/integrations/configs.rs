@@ -75,6 +75,39 @@ pub fn credentials_context(tenant_id: &str, platform: &str) -> String {
     format!("{tenant_id}/integration/{platform}")
 }
 
+/// A configuration as connectors receive it, `{"endpoint", "credentials"}` with the
+/// credentials decrypted, or `None` when the tenant has not configured the platform.
+pub async fn connector_config(
+    st: &AppState,
+    tenant_id: &str,
+    platform: &str,
+) -> ApiResult<Option<Value>> {
+    let row: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT endpoint, credentials FROM integration_configs WHERE tenant_id = $1 AND platform = $2",
+    )
+    .bind(tenant_id)
+    .bind(platform)
+    .fetch_optional(st.db.pool())
+    .await?;
+    let Some((endpoint, sealed)) = row else {
+        return Ok(None);
+    };
+    let credentials: Value = match sealed {
+        Some(s) => st
+            .secrets
+            .open(&credentials_context(tenant_id, platform), &s)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .ok_or_else(|| {
+                crate::http::error::ApiError::internal("stored credentials cannot be decrypted")
+            })?,
+        None => json!({}),
+    };
+    Ok(Some(
+        json!({"endpoint": endpoint, "credentials": credentials}),
+    ))
+}
+
 async fn load<'e, E>(exec: E, tenant_id: &str, platform: &str) -> ApiResult<Option<ConfigView>>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,

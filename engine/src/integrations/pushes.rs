@@ -16,9 +16,9 @@ use axum::extract::{Path, Query, State};
 use chrono::Utc;
 use rust_decimal::Decimal;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::configs::credentials_context;
+use super::configs::connector_config;
 use crate::app::AppState;
 use crate::audit;
 use crate::auth::Actor;
@@ -198,25 +198,12 @@ async fn attempt(st: &AppState, p: &PushRow) -> Result<Option<String>, String> {
         .connectors
         .for_platform(&p.platform)
         .ok_or_else(|| format!("no connector for {} is installed", p.platform))?;
-    let row: Option<(String, Option<String>)> = sqlx::query_as(
-        "SELECT endpoint, credentials FROM integration_configs WHERE tenant_id = $1 AND platform = $2",
-    )
-    .bind(&p.tenant_id)
-    .bind(&p.platform)
-    .fetch_optional(st.db.pool())
-    .await
-    .map_err(|e| e.to_string())?;
-    let (endpoint, sealed) = row.ok_or("the platform is no longer configured")?;
-    let credentials: Value = sealed
-        .and_then(|s| {
-            st.secrets
-                .open(&credentials_context(&p.tenant_id, &p.platform), &s)
-                .ok()
-        })
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .ok_or("stored credentials cannot be decrypted")?;
+    let config = connector_config(st, &p.tenant_id, &p.platform)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the platform is no longer configured")?;
     let request = json!({
-        "config": {"endpoint": endpoint, "credentials": credentials},
+        "config": config,
         "op": {"login": p.login, "amount": p.amount, "comment": p.comment, "idempotencyKey": p.comment},
     });
     match connectors::call(connector, "push-balance-operation", request).await {

@@ -12,13 +12,13 @@ use axum::extract::State;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-use super::configs::credentials_context;
+use super::configs::connector_config;
 use crate::app::AppState;
 use crate::audit;
 use crate::auth::Actor;
 use crate::connectors::{self, NativeConnector};
 use crate::events;
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::ApiResult;
 use crate::util::{new_id, now};
 
 /// Accounts asked for per connector call, and per page of `list-accounts`.
@@ -63,28 +63,12 @@ pub async fn sync(State(st): State<AppState>, actor: Actor) -> ApiResult<Json<Va
 
 /// Syncs one configuration of the actor's tenant; the summary of what it did.
 async fn sync_config(st: &AppState, actor: &Actor, platform: &str) -> ApiResult<Value> {
-    let row: Option<(String, Option<String>)> = sqlx::query_as(
-        "SELECT endpoint, credentials FROM integration_configs WHERE tenant_id = $1 AND platform = $2",
-    )
-    .bind(&actor.tenant_id)
-    .bind(platform)
-    .fetch_optional(st.db.pool())
-    .await?;
-    let Some((endpoint, sealed)) = row else {
+    let Some(config) = connector_config(st, &actor.tenant_id, platform).await? else {
         return Ok(json!({"platform": platform, "skipped": "not_configured"}));
     };
     let Some(connector) = st.connectors.for_platform(platform) else {
         return Ok(json!({"platform": platform, "skipped": "connector_not_installed"}));
     };
-    let credentials: Value = sealed
-        .and_then(|s| {
-            st.secrets
-                .open(&credentials_context(&actor.tenant_id, platform), &s)
-                .ok()
-        })
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .ok_or_else(|| ApiError::internal("stored credentials cannot be decrypted"))?;
-    let config = json!({"endpoint": endpoint, "credentials": credentials});
     let t = sync_platform(st, actor, platform, connector, &config).await?;
     let summary = json!({
         "platform": platform,

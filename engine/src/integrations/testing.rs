@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
-use super::configs::credentials_context;
+use super::configs::connector_config;
 use crate::app::AppState;
 use crate::audit;
 use crate::auth::Actor;
@@ -19,14 +19,7 @@ pub async fn test(
     Path(platform): Path<String>,
 ) -> ApiResult<Json<Value>> {
     let platform = platform.to_lowercase();
-    let row: Option<(String, Option<String>)> = sqlx::query_as(
-        "SELECT endpoint, credentials FROM integration_configs WHERE tenant_id = $1 AND platform = $2",
-    )
-    .bind(&actor.tenant_id)
-    .bind(&platform)
-    .fetch_optional(st.db.pool())
-    .await?;
-    let Some((endpoint, sealed)) = row else {
+    let Some(config) = connector_config(&st, &actor.tenant_id, &platform).await? else {
         return Err(ApiError::NotFound("integration config"));
     };
     let Some(connector) = st.connectors.for_platform(&platform) else {
@@ -35,16 +28,7 @@ pub async fn test(
             format!("No connector for {platform} is installed on this engine."),
         ));
     };
-    let credentials: Value = match sealed {
-        Some(s) => st
-            .secrets
-            .open(&credentials_context(&actor.tenant_id, &platform), &s)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .ok_or_else(|| ApiError::internal("stored credentials cannot be decrypted"))?,
-        None => json!({}),
-    };
-    let request = json!({"config": {"endpoint": endpoint, "credentials": credentials}});
+    let request = json!({ "config": config });
     let started = std::time::Instant::now();
     let outcome = connectors::call(connector.clone(), "test-connection", request).await;
     let elapsed_ms = started.elapsed().as_millis() as i64;
