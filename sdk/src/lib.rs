@@ -1,13 +1,17 @@
 //! # lumire-plugin-sdk
 //!
 //! Write a LumireCRM engine plugin in Rust. A plugin is a WebAssembly component implementing the
-//! `feature-plugin` world of the WIT package `lumire:plugin@0.1.0` (see `wit/` in the engine's
+//! `feature-plugin` world of the WIT package `lumire:plugin@0.2.0` (see `wit/` in the engine's
 //! repository). This crate wraps the generated bindings:
 //!
 //! - [`Plugin`]: the trait you implement (manifest, HTTP handler, events, jobs),
 //! - [`export_plugin!`]: registers your type as the component's exports,
 //! - [`Request`] / [`Response`] / [`Problem`]: HTTP with JSON bodies and problem+json errors,
-//! - [`storage`], [`events`], [`config`], [`log`]: the host's capabilities.
+//! - [`Router`]: typed routing of `(method, route)` to handler functions,
+//! - [`storage`], [`files`], [`records`], [`ledger`], [`http_client`], [`events`], [`config`],
+//!   [`log`]: the host's capabilities,
+//! - [`connector`]: the [`connector::Connector`] trait and [`export_connector!`] for
+//!   trading-platform connectors (world `platform-connector`).
 //!
 //! ```ignore
 //! use lumire_plugin_sdk::{self as sdk, Plugin, Request, Response, Problem, manifest};
@@ -34,25 +38,60 @@
 
 mod http;
 mod manifest;
+mod router;
+
+pub mod connector;
+pub mod files;
+pub mod http_client;
+pub mod ledger;
+pub mod records;
 pub mod storage;
 
 pub use http::{Problem, Request, Response};
 pub use manifest::{ManifestBuilder, manifest};
+pub use router::{Handler, Router};
 
-/// The bindings generated from the WIT package. Prefer the wrappers of this crate; the raw
+/// The bindings generated from the WIT package `lumire:plugin@0.2.0` (world `feature-plugin`,
+/// which imports the 0.1.0 interfaces unchanged). Prefer the wrappers of this crate; the raw
 /// bindings are here for what they do not cover.
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit/lumire-plugin-0.1.0",
-        world: "feature-plugin",
+        path: "../wit/lumire-plugin-0.2.0",
+        world: "lumire:plugin/feature-plugin@0.2.0",
         pub_export_macro: true,
         export_macro_name: "__export_feature_plugin",
         default_bindings_module: "lumire_plugin_sdk::bindings",
+        // The 0.1.0 interfaces the world imports come from another package version.
+        generate_all,
     });
 }
 
-pub use bindings::lumire::plugin::types::{
+/// The bindings of the `platform-connector` world. Its imports are those of [`bindings`]
+/// (shared, so the wrappers of this crate serve both worlds).
+#[allow(missing_docs, clippy::all)]
+pub mod connector_bindings {
+    wit_bindgen::generate!({
+        path: "../wit/lumire-plugin-0.2.0",
+        world: "lumire:plugin/platform-connector@0.2.0",
+        pub_export_macro: true,
+        export_macro_name: "__export_platform_connector",
+        default_bindings_module: "lumire_plugin_sdk::connector_bindings",
+        with: {
+            "lumire:plugin/types@0.1.0": crate::bindings::lumire::plugin0_1_0::types,
+            "lumire:plugin/config@0.1.0": crate::bindings::lumire::plugin0_1_0::config,
+            "lumire:plugin/log@0.1.0": crate::bindings::lumire::plugin0_1_0::log,
+            "lumire:plugin/http-client@0.2.0": crate::bindings::lumire::plugin0_2_0::http_client,
+        },
+    });
+}
+
+/// The interfaces of `lumire:plugin@0.1.0` (types, storage, events, config, log).
+pub(crate) use bindings::lumire::plugin0_1_0 as v1;
+/// The interfaces new in `lumire:plugin@0.2.0` (files, records, ledger, http-client).
+pub(crate) use bindings::lumire::plugin0_2_0 as v2;
+
+pub use v1::types::{
     Capability, Collection, Event, HttpRequest, HttpResponse, Job, Manifest, Route,
 };
 
@@ -123,12 +162,7 @@ pub mod events {
         resource_id: &str,
         payload: &serde_json::Value,
     ) -> Result<(), String> {
-        crate::bindings::lumire::plugin::events::emit(
-            name,
-            resource_type,
-            resource_id,
-            &payload.to_string(),
-        )
+        crate::v1::events::emit(name, resource_type, resource_id, &payload.to_string())
     }
 }
 
@@ -136,18 +170,17 @@ pub mod events {
 pub mod config {
     /// The configuration object (`{}` when the tenant set none).
     pub fn get() -> serde_json::Value {
-        serde_json::from_str(&crate::bindings::lumire::plugin::config::get())
-            .unwrap_or_else(|_| serde_json::json!({}))
+        serde_json::from_str(&crate::v1::config::get()).unwrap_or_else(|_| serde_json::json!({}))
     }
     /// A secret the tenant stored for this plugin.
     pub fn secret(name: &str) -> Option<String> {
-        crate::bindings::lumire::plugin::config::secret(name)
+        crate::v1::config::secret(name)
     }
 }
 
 /// Lines in the engine's log, tagged with plugin, tenant and request id.
 pub mod log {
-    use crate::bindings::lumire::plugin::log::{Level, log};
+    use crate::v1::log::{Level, log};
     /// Logs at info level.
     pub fn info(msg: &str) {
         log(Level::Info, msg)

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::bindings::lumire::plugin::storage as raw;
+use crate::v1::storage as raw;
 pub use raw::{Document, Error, Filter, Op, Page, Query, Write};
 
 /// A new unique, time-ordered id (`prefix_01J...`).
