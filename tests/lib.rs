@@ -2,6 +2,8 @@
 //! default; a schema of its own in the run's PostgreSQL database when `LUMIRE_TEST_DB=postgres`),
 //! and typed HTTP helpers.
 
+pub mod mt5_sim;
+
 use std::path::PathBuf;
 
 use lumire_engine::db::Db;
