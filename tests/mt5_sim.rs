@@ -184,7 +184,15 @@ impl SimState {
     }
 
     /// An account with its balance, credit and used margin.
-    pub fn add_account(&mut self, login: u64, group: &str, name: &str, balance: &str, credit: &str, margin: &str) {
+    pub fn add_account(
+        &mut self,
+        login: u64,
+        group: &str,
+        name: &str,
+        balance: &str,
+        credit: &str,
+        margin: &str,
+    ) {
         let (first, last) = name.split_once(' ').unwrap_or((name, ""));
         self.users.insert(
             login,
@@ -203,7 +211,18 @@ impl SimState {
 
     /// An open position; `lots` like `"1.50"`.
     #[allow(clippy::too_many_arguments)]
-    pub fn add_position(&mut self, login: u64, ticket: u64, symbol: &str, action: u8, lots: &str, price_open: &str, profit: &str, storage: &str, time_create: i64) {
+    pub fn add_position(
+        &mut self,
+        login: u64,
+        ticket: u64,
+        symbol: &str,
+        action: u8,
+        lots: &str,
+        price_open: &str,
+        profit: &str,
+        storage: &str,
+        time_create: i64,
+    ) {
         let lots: Decimal = lots.parse().expect("lots");
         let p = SimPosition {
             ticket,
@@ -223,7 +242,19 @@ impl SimState {
     /// A closed position as MT5 records it: an entry deal and an exit deal sharing its id; the
     /// commission is charged on both, the swap and the profit on the exit.
     #[allow(clippy::too_many_arguments)]
-    pub fn add_closed(&mut self, login: u64, position_id: u64, symbol: &str, action: u8, lots: &str, open: (&str, i64), close: (&str, i64), profit: &str, commission_each: &str, swap: &str) {
+    pub fn add_closed(
+        &mut self,
+        login: u64,
+        position_id: u64,
+        symbol: &str,
+        action: u8,
+        lots: &str,
+        open: (&str, i64),
+        close: (&str, i64),
+        profit: &str,
+        commission_each: &str,
+        swap: &str,
+    ) {
         let lots: Decimal = lots.parse().expect("lots");
         let volume: u64 = (lots * Decimal::from(10_000)).try_into().expect("volume");
         let entry = SimDeal {
@@ -279,24 +310,52 @@ impl SimState {
             self.add_account(login, group, "Bench Trader", "10000.00", "0.00", "100.00");
             for k in 0..positions {
                 let ticket = login * 1_000 + k;
-                self.add_position(login, ticket, "EURUSD", (k % 2) as u8, "0.10", "1.08500", "2.50", "-0.10", 1_700_000_000);
+                self.add_position(
+                    login,
+                    ticket,
+                    "EURUSD",
+                    (k % 2) as u8,
+                    "0.10",
+                    "1.08500",
+                    "2.50",
+                    "-0.10",
+                    1_700_000_000,
+                );
             }
         }
     }
 
     /// Makes the next `times` requests to `path` fail with `retcode`.
     pub fn fail(&mut self, path: &str, retcode: &str, times: usize) {
-        self.faults.push(Fault { path: path.into(), retcode: Some(retcode.into()), http_status: None, delay: None, times });
+        self.faults.push(Fault {
+            path: path.into(),
+            retcode: Some(retcode.into()),
+            http_status: None,
+            delay: None,
+            times,
+        });
     }
 
     /// Makes the next `times` answers to `path` wait `delay` after the work is done.
     pub fn delay(&mut self, path: &str, delay: Duration, times: usize) {
-        self.faults.push(Fault { path: path.into(), retcode: None, http_status: None, delay: Some(delay), times });
+        self.faults.push(Fault {
+            path: path.into(),
+            retcode: None,
+            http_status: None,
+            delay: Some(delay),
+            times,
+        });
     }
 
     /// Makes the next `times` requests to `path` fail with an HTTP status and no MT5 body.
     pub fn http_fail(&mut self, path: &str, status: u16, times: usize) {
-        self.faults.push(Fault { path: path.into(), retcode: None, http_status: Some(status), delay: None, times });
+        self.faults.push(Fault {
+            path: path.into(),
+            retcode: None,
+            http_status: Some(status),
+            delay: None,
+            times,
+        });
     }
 
     /// Forgets every session (a server restart, or the connection dropped).
@@ -315,7 +374,10 @@ impl SimState {
     }
 
     fn take_fault(&mut self, path: &str) -> Option<Fault> {
-        let i = self.faults.iter().position(|f| f.times > 0 && path.starts_with(&f.path))?;
+        let i = self
+            .faults
+            .iter()
+            .position(|f| f.times > 0 && path.starts_with(&f.path))?;
         self.faults[i].times -= 1;
         let f = self.faults[i].clone();
         if self.faults[i].times == 0 {
@@ -344,8 +406,16 @@ impl SimState {
 
     fn account_json(&self, u: &SimUser) -> Value {
         let equity = self.equity(u);
-        let profit: Decimal = self.positions.get(&u.login).map(|ps| ps.iter().map(|p| p.profit).sum()).unwrap_or_default();
-        let storage: Decimal = self.positions.get(&u.login).map(|ps| ps.iter().map(|p| p.storage).sum()).unwrap_or_default();
+        let profit: Decimal = self
+            .positions
+            .get(&u.login)
+            .map(|ps| ps.iter().map(|p| p.profit).sum())
+            .unwrap_or_default();
+        let storage: Decimal = self
+            .positions
+            .get(&u.login)
+            .map(|ps| ps.iter().map(|p| p.storage).sum())
+            .unwrap_or_default();
         json!({
             "Login": u.login.to_string(), "CurrencyDigits": "2", "Balance": money(&u.balance), "Credit": money(&u.credit),
             "Margin": money(&u.margin), "MarginFree": money(&(equity - u.margin)), "MarginLevel": "0", "MarginLeverage": u.leverage.to_string(),
@@ -412,20 +482,27 @@ impl Mt5Sim {
     /// Starts a server for the manager `login` with `password`.
     pub async fn start(manager_login: u64, password: &str) -> Mt5Sim {
         let state: Shared = Arc::new(Mutex::new(SimState::new(manager_login, password)));
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind simulator");
+        let app = Router::new().fallback(handle).with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind simulator");
         let addr = listener.local_addr().expect("simulator address");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = rx.await;
+            })
+            .await;
         });
-        Mt5Sim { url: format!("http://{addr}"), state, _stop: tx }
+        Mt5Sim {
+            url: format!("http://{addr}"),
+            state,
+            _stop: tx,
+        }
     }
 
     /// Runs `f` on the simulator's state (set up accounts, inject faults, read deals).
@@ -436,8 +513,15 @@ impl Mt5Sim {
 }
 
 fn reply(status: StatusCode, body: Value, cookie: Option<String>) -> Response {
-    let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
-    if let Some(c) = cookie.and_then(|c| HeaderValue::from_str(&format!("mt5sim_session={c}; Path=/; HttpOnly")).ok()) {
+    let mut resp = (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    if let Some(c) = cookie
+        .and_then(|c| HeaderValue::from_str(&format!("mt5sim_session={c}; Path=/; HttpOnly")).ok())
+    {
         resp.headers_mut().insert(header::SET_COOKIE, c);
     }
     resp
@@ -463,7 +547,8 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
 }
 
 fn logins_param(q: &HashMap<String, String>) -> Option<Vec<u64>> {
-    q.get("login").map(|l| l.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+    q.get("login")
+        .map(|l| l.split(',').filter_map(|x| x.trim().parse().ok()).collect())
 }
 
 fn num<T: std::str::FromStr>(q: &HashMap<String, String>, k: &str) -> Option<T> {
@@ -489,7 +574,11 @@ async fn handle(
                 Some(reply(StatusCode::OK, rc(code), None))
             } else {
                 f.http_status.map(|st| {
-                    reply(StatusCode::from_u16(st).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), json!("unavailable"), None)
+                    reply(
+                        StatusCode::from_u16(st).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                        json!("unavailable"),
+                        None,
+                    )
                 })
             }
         });
@@ -505,20 +594,39 @@ async fn handle(
     response
 }
 
-fn route(s: &mut SimState, path: &str, q: &HashMap<String, String>, peer: SocketAddr, cookie: Option<String>) -> Response {
+fn route(
+    s: &mut SimState,
+    path: &str,
+    q: &HashMap<String, String>,
+    peer: SocketAddr,
+    cookie: Option<String>,
+) -> Response {
     let ok = |v: Value| reply(StatusCode::OK, v, None);
     let invalid = || reply(StatusCode::OK, rc("3 Invalid parameters"), None);
     match path {
         "/api/auth/start" => {
             let version_ok = num::<u32>(q, "version").is_some_and(|v| v >= 484);
-            let agent_ok = q.get("agent").is_some_and(|a| !a.is_empty() && !a.contains(char::is_whitespace));
-            if !version_ok || !agent_ok || q.get("type").map(String::as_str) != Some("manager") || num::<u64>(q, "login").is_none() {
+            let agent_ok = q
+                .get("agent")
+                .is_some_and(|a| !a.is_empty() && !a.contains(char::is_whitespace));
+            if !version_ok
+                || !agent_ok
+                || q.get("type").map(String::as_str) != Some("manager")
+                || num::<u64>(q, "login").is_none()
+            {
                 return invalid();
             }
             let srv_rand: [u8; 16] = rand::random();
             let token = hex::encode(rand::random::<[u8; 16]>());
             // A login other than the manager's gets a random too; the answer fails later.
-            s.pending_by_conn.insert(peer, Pending { srv_rand, at: Instant::now(), cookie: token.clone() });
+            s.pending_by_conn.insert(
+                peer,
+                Pending {
+                    srv_rand,
+                    at: Instant::now(),
+                    cookie: token.clone(),
+                },
+            );
             s.pending_by_cookie.insert(token.clone(), srv_rand);
             if num::<u64>(q, "login") != Some(s.manager_login) {
                 s.pending_by_conn.remove(&peer);
@@ -537,9 +645,11 @@ fn route(s: &mut SimState, path: &str, q: &HashMap<String, String>, peer: Socket
                     s.pending_by_cookie.remove(&p.cookie);
                     Some((p.srv_rand, p.at, p.cookie))
                 }
-                None if s.cookie_sessions => cookie
-                    .as_ref()
-                    .and_then(|c| s.pending_by_cookie.remove(c).map(|r| (r, Instant::now(), c.clone()))),
+                None if s.cookie_sessions => cookie.as_ref().and_then(|c| {
+                    s.pending_by_cookie
+                        .remove(c)
+                        .map(|r| (r, Instant::now(), c.clone()))
+                }),
                 None => None,
             };
             let Some((srv_rand, at, token)) = pending else {
@@ -547,11 +657,18 @@ fn route(s: &mut SimState, path: &str, q: &HashMap<String, String>, peer: Socket
             };
             let hash = password_hash(&s.password);
             let expected = answer_to(&hash, &srv_rand);
-            let given = q.get("srv_rand_answer").map(|a| a.to_ascii_lowercase()).unwrap_or_default();
+            let given = q
+                .get("srv_rand_answer")
+                .map(|a| a.to_ascii_lowercase())
+                .unwrap_or_default();
             if at.elapsed() > Duration::from_secs(10) || given != expected {
                 return ok(rc("1001 Invalid account"));
             }
-            let Some(cli_rand) = q.get("cli_rand").and_then(|c| hex::decode(c).ok()).filter(|c| c.len() == 16) else {
+            let Some(cli_rand) = q
+                .get("cli_rand")
+                .and_then(|c| hex::decode(c).ok())
+                .filter(|c| c.len() == 16)
+            else {
                 return invalid();
             };
             let cli_answer = if s.wrong_server_answer {
@@ -561,11 +678,16 @@ fn route(s: &mut SimState, path: &str, q: &HashMap<String, String>, peer: Socket
             };
             s.sessions_by_conn.insert(peer);
             s.sessions_by_cookie.insert(token);
-            ok(json!({"retcode": "0 Done", "version_access": "4000", "version_trade": "4000", "cli_rand_answer": cli_answer}))
+            ok(
+                json!({"retcode": "0 Done", "version_access": "4000", "version_trade": "4000", "cli_rand_answer": cli_answer}),
+            )
         }
         _ => {
             let authed = s.sessions_by_conn.contains(&peer)
-                || (s.cookie_sessions && cookie.as_ref().is_some_and(|c| s.sessions_by_cookie.contains(c)));
+                || (s.cookie_sessions
+                    && cookie
+                        .as_ref()
+                        .is_some_and(|c| s.sessions_by_cookie.contains(c)));
             if !authed {
                 return reply(StatusCode::FORBIDDEN, rc("8 Not enough permissions"), None);
             }
@@ -574,7 +696,13 @@ fn route(s: &mut SimState, path: &str, q: &HashMap<String, String>, peer: Socket
     }
 }
 
-fn api(s: &mut SimState, path: &str, q: &HashMap<String, String>, peer: SocketAddr, cookie: Option<String>) -> Value {
+fn api(
+    s: &mut SimState,
+    path: &str,
+    q: &HashMap<String, String>,
+    peer: SocketAddr,
+    cookie: Option<String>,
+) -> Value {
     match path {
         "/api/test/access" => rc("0 Done"),
         "/api/quit" => {
@@ -585,28 +713,53 @@ fn api(s: &mut SimState, path: &str, q: &HashMap<String, String>, peer: SocketAd
             rc("0 Done")
         }
         "/api/user/logins" => {
-            let Some(mask) = q.get("group") else { return rc("3 Invalid parameters") };
-            let logins: Vec<String> = s.users.values().filter(|u| group_matches(mask, &u.group)).map(|u| u.login.to_string()).collect();
+            let Some(mask) = q.get("group") else {
+                return rc("3 Invalid parameters");
+            };
+            let logins: Vec<String> = s
+                .users
+                .values()
+                .filter(|u| group_matches(mask, &u.group))
+                .map(|u| u.login.to_string())
+                .collect();
             done(json!(logins))
         }
         "/api/user/get_batch" => {
             let users: Vec<&SimUser> = match (logins_param(q), q.get("group")) {
                 (Some(l), _) => l.iter().filter_map(|l| s.users.get(l)).collect(),
-                (None, Some(mask)) => s.users.values().filter(|u| group_matches(mask, &u.group)).collect(),
+                (None, Some(mask)) => s
+                    .users
+                    .values()
+                    .filter(|u| group_matches(mask, &u.group))
+                    .collect(),
                 (None, None) => return rc("3 Invalid parameters"),
             };
-            done(json!(users.iter().map(|u| s.user_json(u)).collect::<Vec<_>>()))
+            done(json!(
+                users.iter().map(|u| s.user_json(u)).collect::<Vec<_>>()
+            ))
         }
         "/api/user/account/get_batch" => {
-            let Some(logins) = logins_param(q) else { return rc("3 Invalid parameters") };
-            done(json!(logins.iter().filter_map(|l| s.users.get(l)).map(|u| s.account_json(u)).collect::<Vec<_>>()))
+            let Some(logins) = logins_param(q) else {
+                return rc("3 Invalid parameters");
+            };
+            done(json!(
+                logins
+                    .iter()
+                    .filter_map(|l| s.users.get(l))
+                    .map(|u| s.account_json(u))
+                    .collect::<Vec<_>>()
+            ))
         }
         "/api/group/get" => match q.get("group").and_then(|g| s.groups.get(g).map(|c| (g, c))) {
-            Some((g, c)) => done(json!({"Group": g, "Server": "0", "Currency": c, "CurrencyDigits": "2"})),
+            Some((g, c)) => {
+                done(json!({"Group": g, "Server": "0", "Currency": c, "CurrencyDigits": "2"}))
+            }
             None => rc("13 Not found"),
         },
         "/api/position/get_batch" => {
-            let Some(logins) = logins_param(q) else { return rc("3 Invalid parameters") };
+            let Some(logins) = logins_param(q) else {
+                return rc("3 Invalid parameters");
+            };
             let list: Vec<Value> = logins
                 .iter()
                 .filter_map(|l| s.positions.get(l))
@@ -616,18 +769,34 @@ fn api(s: &mut SimState, path: &str, q: &HashMap<String, String>, peer: SocketAd
             done(json!(list))
         }
         "/api/position/get_page" => {
-            let (Some(login), Some(offset), Some(total)) = (num::<u64>(q, "login"), num::<usize>(q, "offset"), num::<usize>(q, "total")) else {
+            let (Some(login), Some(offset), Some(total)) = (
+                num::<u64>(q, "login"),
+                num::<usize>(q, "offset"),
+                num::<usize>(q, "total"),
+            ) else {
                 return rc("3 Invalid parameters");
             };
             if total == 0 || total > 100 {
                 return rc("3 Invalid parameters");
             }
-            let list: Vec<Value> = s.positions.get(&login).into_iter().flatten().skip(offset).take(total).map(SimState::position_json).collect();
+            let list: Vec<Value> = s
+                .positions
+                .get(&login)
+                .into_iter()
+                .flatten()
+                .skip(offset)
+                .take(total)
+                .map(SimState::position_json)
+                .collect();
             done(json!(list))
         }
         "/api/deal/get_page" | "/api/deal/get_batch" => {
-            let (Some(from), Some(to)) = (num::<i64>(q, "from"), num::<i64>(q, "to")) else { return rc("3 Invalid parameters") };
-            let Some(logins) = logins_param(q) else { return rc("3 Invalid parameters") };
+            let (Some(from), Some(to)) = (num::<i64>(q, "from"), num::<i64>(q, "to")) else {
+                return rc("3 Invalid parameters");
+            };
+            let Some(logins) = logins_param(q) else {
+                return rc("3 Invalid parameters");
+            };
             let mut list: Vec<&SimDeal> = logins
                 .iter()
                 .filter_map(|l| s.deals.get(l))
@@ -636,7 +805,9 @@ fn api(s: &mut SimState, path: &str, q: &HashMap<String, String>, peer: SocketAd
                 .collect();
             list.sort_by_key(|d| (d.time, d.deal));
             if path == "/api/deal/get_page" {
-                let (Some(offset), Some(total)) = (num::<usize>(q, "offset"), num::<usize>(q, "total")) else {
+                let (Some(offset), Some(total)) =
+                    (num::<usize>(q, "offset"), num::<usize>(q, "total"))
+                else {
                     return rc("3 Invalid parameters");
                 };
                 if logins.len() != 1 || total == 0 || total > 100 {
@@ -644,7 +815,11 @@ fn api(s: &mut SimState, path: &str, q: &HashMap<String, String>, peer: SocketAd
                 }
                 list = list.into_iter().skip(offset).take(total).collect();
             }
-            done(json!(list.into_iter().map(SimState::deal_json).collect::<Vec<_>>()))
+            done(json!(
+                list.into_iter()
+                    .map(SimState::deal_json)
+                    .collect::<Vec<_>>()
+            ))
         }
         "/api/trade/balance" => trade_balance(s, q),
         _ => rc("3 Invalid parameters"),
@@ -652,7 +827,11 @@ fn api(s: &mut SimState, path: &str, q: &HashMap<String, String>, peer: SocketAd
 }
 
 fn trade_balance(s: &mut SimState, q: &HashMap<String, String>) -> Value {
-    let (Some(login), Some(kind), Some(amount)) = (num::<u64>(q, "login"), num::<u8>(q, "type"), num::<Decimal>(q, "balance")) else {
+    let (Some(login), Some(kind), Some(amount)) = (
+        num::<u64>(q, "login"),
+        num::<u8>(q, "type"),
+        num::<Decimal>(q, "balance"),
+    ) else {
         return rc("3 Invalid parameters");
     };
     if !(2..=6).contains(&kind) || amount.is_zero() {
@@ -662,7 +841,9 @@ fn trade_balance(s: &mut SimState, q: &HashMap<String, String>) -> Value {
         return rc("4005 Reached the limit on the amount of money");
     }
     let ticket = s.next_ticket + 1;
-    let Some(u) = s.users.get_mut(&login) else { return rc("13 Not found") };
+    let Some(u) = s.users.get_mut(&login) else {
+        return rc("13 Not found");
+    };
     match kind {
         3 if u.credit + amount < Decimal::ZERO => return rc("10019 Not enough money"),
         3 => u.credit += amount,
@@ -670,7 +851,10 @@ fn trade_balance(s: &mut SimState, q: &HashMap<String, String>) -> Value {
         _ => u.balance += amount,
     }
     s.next_ticket = ticket;
-    let comment: String = q.get("comment").map(|c| c.chars().take(31).collect()).unwrap_or_default();
+    let comment: String = q
+        .get("comment")
+        .map(|c| c.chars().take(31).collect())
+        .unwrap_or_default();
     s.deals.entry(login).or_default().push(SimDeal {
         deal: ticket,
         login,

@@ -148,11 +148,6 @@ impl<T: Transport> Client<T> {
         self.session.as_ref()
     }
 
-    /// Forgets the session (the next request authenticates again).
-    pub fn reset(&mut self) {
-        self.session = None;
-    }
-
     /// One GET: transport errors, HTTP status and `retcode` folded into one outcome.
     fn exchange(&mut self, path: &str, what: &str) -> Outcome {
         let url = format!("{}{}", self.settings.endpoint, path);

@@ -28,7 +28,9 @@ pub const COMMENT_MAX: usize = 31;
 /// 27 characters. Two different keys sharing a comment on one account is not a practical risk.
 pub fn comment_for(idempotency_key: &str) -> String {
     let digest = hex::encode(Md5::digest(idempotency_key.as_bytes()));
-    format!("lumire:{}", &digest[..20])
+    let mut comment = format!("lumire:{}", &digest[..20]);
+    comment.truncate(COMMENT_MAX);
+    comment
 }
 
 /// The ticket of an earlier deal on `login` that carries `comment` with the same action, if

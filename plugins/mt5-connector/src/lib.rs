@@ -21,7 +21,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use lumire_plugin_sdk::connector::{
-    Account, AccountPage, Balance, BalanceOperation, Connector, Error, Position, PositionPage,
+    AccountPage, Balance, BalanceOperation, Connector, Error, Position, PositionPage,
 };
 use lumire_plugin_sdk::{self as sdk, http_client};
 use serde_json::{Value, json};
