@@ -10,7 +10,11 @@
 //!   positions each, synced once through the native demo connector; prints accounts/s,
 //!   positions/s and memory (needs `cargo build --release -p lumire-native-connector-example`).
 //!
-//! usage: lumire-loadgen [--db sqlite|postgres] [--scenario traders|money|sync|all] [--seconds N]
+//! - `mt5-sync` (not part of `all`): the same through the MT5 WebAssembly connector
+//!   (`plugins/dist/mt5-connector.wasm`, built by `scripts/build-plugins`) against the MT5 Web
+//!   API simulator, which runs in a child process (`--scenario mt5-sim`).
+//!
+//! usage: lumire-loadgen [--db sqlite|postgres] [--scenario traders|money|sync|mt5-sync|all] [--seconds N]
 //!                       [--concurrency N] [--seed N] [--accounts N] [--positions N]
 //! PostgreSQL: LUMIRE_LOADGEN_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres); a
 //! database is created for the run and dropped afterwards.
@@ -65,6 +69,9 @@ fn parse_args() -> anyhow::Result<Args> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
+    if args.scenario == "mt5-sim" {
+        return sync_bench::serve_simulator(args.accounts, args.positions).await;
+    }
     let run_id = ulid::Ulid::new().to_string().to_lowercase();
     let dir = std::env::temp_dir().join(format!("lumire-loadgen-{run_id}"));
     let mut settings = Settings {
@@ -99,12 +106,31 @@ async fn main() -> anyhow::Result<()> {
         }
         other => bail!("--db must be sqlite or postgres, not {other}"),
     };
-    if args.scenario == "sync" {
-        settings.native_connectors_dir = Some(sync_bench::connector_dir(&dir)?);
+    let mut simulator = None;
+    let target = match args.scenario.as_str() {
+        "sync" => {
+            settings.native_connectors_dir = Some(sync_bench::connector_dir(&dir)?);
+            Some(sync_bench::Target::native(args.accounts, args.positions))
+        }
+        "mt5-sync" => {
+            settings.plugins_dir = sync_bench::plugins_dir()?;
+            settings.plugin_http_allow_private = true;
+            let (child, url) = sync_bench::spawn_simulator(args.accounts, args.positions)?;
+            simulator = Some(child);
+            Some(sync_bench::Target::mt5(&url))
+        }
+        _ => None,
+    };
+    if target.is_some() {
         // The benchmark runs the sync itself.
         settings.sync_interval_secs = 0;
     }
-    let result = run(&args, settings).await;
+    let result = run(&args, settings, target.as_ref()).await;
+    if let Some(mut child) = simulator {
+        // Closing its standard input stops it.
+        drop(child.stdin.take());
+        let _ = child.wait();
+    }
     if let Some((admin, name)) = pg {
         let pool = sqlx::AnyPool::connect(&admin).await?;
         sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -115,7 +141,11 @@ async fn main() -> anyhow::Result<()> {
     result
 }
 
-async fn run(args: &Args, settings: Settings) -> anyhow::Result<()> {
+async fn run(
+    args: &Args,
+    settings: Settings,
+    target: Option<&sync_bench::Target>,
+) -> anyhow::Result<()> {
     let app = App::build(settings).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -154,15 +184,8 @@ async fn run(args: &Args, settings: Settings) -> anyhow::Result<()> {
     if args.scenario == "traders" || args.scenario == "all" {
         traders(args, &client, &base, &ids).await;
     }
-    if args.scenario == "sync" {
-        sync_bench::run(
-            &client,
-            &base,
-            args.accounts,
-            args.positions,
-            args.concurrency,
-        )
-        .await?;
+    if let Some(target) = target {
+        sync_bench::run(&client, &base, args.accounts, args.concurrency, target).await?;
     }
     if args.scenario == "money" || args.scenario == "all" {
         let hot = Arc::new(vec![ids[0].clone()]);

@@ -1,8 +1,13 @@
-//! The `sync` scenario: N trading accounts with P open positions each on a connector's platform,
-//! one `POST /v1/integrations/sync`, and the throughput and memory it took. The connector is the
-//! native demo connector (`examples/native-connector`), which serves any number of accounts from
-//! memory, so the figures measure the engine's side of a sync: paging accounts, matching them,
-//! batched balance and position calls, and the writes.
+//! The `sync` and `mt5-sync` scenarios: N trading accounts with P open positions each on a
+//! connector's platform, one `POST /v1/integrations/sync`, and the throughput and memory it took.
+//!
+//! - `sync`: the native demo connector (`examples/native-connector`), which serves any number of
+//!   accounts from memory, so the figures measure the engine's side of a sync: paging accounts,
+//!   matching them, batched balance and position calls, and the writes.
+//! - `mt5-sync`: the bundled MT5 connector (WebAssembly, `plugins/dist/mt5-connector.wasm`)
+//!   against the MT5 Web API simulator of the test crate, run in a child process of its own
+//!   (`--scenario mt5-sim`) so the memory figures are the engine's: the protocol's whole cost
+//!   (handshake, JSON over HTTP, paging, deals read per login) on top of the engine's.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -44,12 +49,102 @@ fn memory_mib() -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// The simulator's first login; the CRM's accounts are numbered the same way.
+pub const FIRST_LOGIN: u64 = 1_000_000;
+
+/// `--scenario mt5-sim`: serves a simulator with `accounts` × `positions`, prints its URL, and
+/// runs until its standard input closes.
+pub async fn serve_simulator(accounts: usize, positions: usize) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let sim = lumire_tests::mt5_sim::Mt5Sim::start(MT5_MANAGER, MT5_PASSWORD).await;
+    sim.with(|s| {
+        s.add_group("real\\bench", "USD");
+        s.seed_bulk("real\\bench", FIRST_LOGIN, accounts as u64, positions as u64);
+    });
+    println!("{}", sim.url);
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        while std::io::stdin().lock().read_line(&mut line).unwrap_or(0) > 0 {
+            line.clear();
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+pub const MT5_MANAGER: u64 = 1000;
+pub const MT5_PASSWORD: &str = "bench manager password";
+
+/// Starts `--scenario mt5-sim` as a child process; the child and the simulator's URL.
+pub fn spawn_simulator(
+    accounts: usize,
+    positions: usize,
+) -> anyhow::Result<(std::process::Child, String)> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "--scenario",
+            "mt5-sim",
+            "--accounts",
+            &accounts.to_string(),
+            "--positions",
+            &positions.to_string(),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().context("simulator stdout")?;
+    let mut url = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut url)?;
+    let url = url.trim().to_string();
+    if !url.starts_with("http://") {
+        let _ = child.kill();
+        bail!("the simulator did not start: {url:?}");
+    }
+    Ok((child, url))
+}
+
+/// Where the bundled plugins were built (`scripts/build-plugins`), holding the MT5 connector.
+pub fn plugins_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::var("LUMIRE_PLUGINS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../plugins/dist"));
+    if !dir.join("mt5-connector.wasm").exists() {
+        bail!(
+            "{} has no mt5-connector.wasm: run scripts/build-plugins",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// Which platform and connector configuration a sync run uses.
+pub struct Target {
+    pub platform: &'static str,
+    pub config: serde_json::Value,
+}
+
+impl Target {
+    pub fn native(accounts: usize, positions: usize) -> Target {
+        Target {
+            platform: "other",
+            config: json!({"platform": "other", "endpoint": "https://demo.example", "credentials": {"password": "demo", "accounts": accounts.to_string(), "positions": positions.to_string()}}),
+        }
+    }
+    pub fn mt5(url: &str) -> Target {
+        Target {
+            platform: "mt5",
+            config: json!({"platform": "mt5", "endpoint": url, "credentials": {"login": MT5_MANAGER.to_string(), "password": MT5_PASSWORD}}),
+        }
+    }
+}
+
 pub async fn run(
     client: &reqwest::Client,
     base: &str,
     accounts: usize,
-    positions: usize,
     concurrency: usize,
+    target: &Target,
 ) -> anyhow::Result<()> {
     let r = client
         .post(format!("{base}/v1/traders"))
@@ -63,10 +158,11 @@ pub async fn run(
     let mut tasks = Vec::new();
     for w in 0..concurrency {
         let (client, base, trader) = (client.clone(), base.to_string(), trader.clone());
+        let platform = target.platform;
         tasks.push(tokio::spawn(async move {
             let mut i = w;
             while i < accounts {
-                let body = json!({"traderId": trader, "platform": "other", "accountNumber": (1_000_000 + i).to_string(), "currency": "USD"});
+                let body = json!({"traderId": trader, "platform": platform, "accountNumber": (FIRST_LOGIN + i as u64).to_string(), "currency": "USD"});
                 let r = client.post(format!("{base}/v1/accounts")).json(&body).send().await?;
                 if r.status().as_u16() != 201 {
                     bail!("account create: {}", r.text().await?);
@@ -85,7 +181,7 @@ pub async fn run(
     );
     let r = client
         .post(format!("{base}/v1/integrations/configs"))
-        .json(&json!({"platform": "other", "endpoint": "https://demo.example", "credentials": {"password": "demo", "accounts": accounts.to_string(), "positions": positions.to_string()}}))
+        .json(&target.config)
         .send()
         .await?;
     if !r.status().is_success() {
