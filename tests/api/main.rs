@@ -15,6 +15,7 @@ mod ledger;
 mod mail;
 mod meta;
 mod money_invariants;
+mod mt5_connector;
 mod native_connectors;
 mod passkeys;
 mod payment_documents;

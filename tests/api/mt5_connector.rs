@@ -79,12 +79,19 @@ async fn test_connection_proves_both_sides_and_names_failures() {
     let r = test_connection(&owner).await;
     assert_eq!(r["ok"], true, "{r}");
     assert!(
-        r["message"].as_str().unwrap().contains("connected to the MT5 Web API"),
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("connected to the MT5 Web API"),
         "{r}"
     );
     sim.with(|s| {
         assert_eq!(
-            (s.hits("/api/auth/start"), s.hits("/api/auth/answer"), s.hits("/api/test/access")),
+            (
+                s.hits("/api/auth/start"),
+                s.hits("/api/auth/answer"),
+                s.hits("/api/test/access")
+            ),
             (1, 1, 1)
         );
     });
@@ -103,11 +110,18 @@ async fn test_connection_proves_both_sides_and_names_failures() {
     let r = test_connection(&owner).await;
     assert_eq!(r["ok"], false, "{r}");
     assert!(
-        r["message"].as_str().unwrap().contains("cli_rand_answer is wrong"),
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("cli_rand_answer is wrong"),
         "{r}"
     );
     sim.with(|s| {
-        assert_eq!(s.hits("/api/test/access"), 1, "no request after a failed server check");
+        assert_eq!(
+            s.hits("/api/test/access"),
+            1,
+            "no request after a failed server check"
+        );
         s.wrong_server_answer = false;
     });
 
@@ -116,7 +130,10 @@ async fn test_connection_proves_both_sides_and_names_failures() {
     let r = test_connection(&owner).await;
     assert_eq!(r["ok"], false, "{r}");
     assert!(
-        r["message"].as_str().unwrap().contains("3 Invalid parameters"),
+        r["message"]
+            .as_str()
+            .unwrap()
+            .contains("3 Invalid parameters"),
         "{r}"
     );
     sim.with(|s| s.fail("/api/test/access", "12 Too frequent requests", 2));
@@ -136,7 +153,10 @@ async fn test_connection_proves_both_sides_and_names_failures() {
     let r = test_connection(&owner).await;
     assert_eq!(r["ok"], false, "{r}");
     let m = r["message"].as_str().unwrap();
-    assert!(m.starts_with("unavailable") && m.contains("within 300 ms"), "{r}");
+    assert!(
+        m.starts_with("unavailable") && m.contains("within 300 ms"),
+        "{r}"
+    );
     assert_eq!(sim.with(|s| s.hits("/api/test/access")) - before, 2);
 
     // Nothing listens there.
@@ -151,7 +171,10 @@ async fn test_connection_proves_both_sides_and_names_failures() {
     let cfg = &l["data"][0];
     assert_eq!(cfg["lastTestOk"], false, "{l}");
     assert!(
-        cfg["lastTestError"].as_str().unwrap().contains("unavailable"),
+        cfg["lastTestError"]
+            .as_str()
+            .unwrap()
+            .contains("unavailable"),
         "{l}"
     );
 }
@@ -165,7 +188,17 @@ async fn sync_brings_balances_equity_and_positions_with_commission_and_swap() {
         s.add_account(5001, GROUP, "Ada Lovelace", "1000.00", "50.00", "20.00");
         s.add_account(5002, GROUP, "Alan Turing", "250.00", "0.00", "0.00");
         s.add_account(5003, GROUP, "Not In The CRM", "1.00", "0.00", "0.00");
-        s.add_position(5001, 9001, "EURUSD", 0, "1.00", "1.08500", "12.50", "-0.40", now - 3_600);
+        s.add_position(
+            5001,
+            9001,
+            "EURUSD",
+            0,
+            "1.00",
+            "1.08500",
+            "12.50",
+            "-0.40",
+            now - 3_600,
+        );
         s.add_closed(
             5001,
             8001,
@@ -191,7 +224,11 @@ async fn sync_brings_balances_equity_and_positions_with_commission_and_swap() {
     assert_eq!(mt5["platform"], "mt5", "{r}");
     assert_eq!(mt5["errors"], json!([]), "{r}");
     assert_eq!(
-        (mt5["accounts"].as_i64(), mt5["unmatched"].as_i64(), mt5["positions"].as_i64()),
+        (
+            mt5["accounts"].as_i64(),
+            mt5["unmatched"].as_i64(),
+            mt5["positions"].as_i64()
+        ),
         (Some(2), Some(1), Some(2)),
         "{r}"
     );
@@ -215,7 +252,13 @@ async fn sync_brings_balances_equity_and_positions_with_commission_and_swap() {
             open["volume"].as_str(),
             open["swap"].as_str()
         ),
-        (Some("9001"), Some(ids[0].as_str()), Some("buy"), Some("1.00"), Some("-0.40")),
+        (
+            Some("9001"),
+            Some(ids[0].as_str()),
+            Some("buy"),
+            Some("1.00"),
+            Some("-0.40")
+        ),
         "{p}"
     );
     let (_, p) = owner.get("/v1/integrations/positions?status=closed").await;
@@ -228,7 +271,13 @@ async fn sync_brings_balances_equity_and_positions_with_commission_and_swap() {
             closed["openPrice"].as_str(),
             closed["closePrice"].as_str(),
         ),
-        (Some("8001"), Some("GBPUSD"), Some("sell"), Some("1.27000"), Some("1.26500")),
+        (
+            Some("8001"),
+            Some("GBPUSD"),
+            Some("sell"),
+            Some("1.27000"),
+            Some("1.26500")
+        ),
         "{p}"
     );
     assert_eq!(
@@ -272,13 +321,34 @@ async fn sync_pages_through_accounts_positions_and_deals() {
         }
         for login in &known {
             for k in 0..3 {
-                s.add_position(*login, login * 10 + k, "XAUUSD", 1, "0.01", "2000.50", "1.00", "0.00", now - 600);
+                s.add_position(
+                    *login,
+                    login * 10 + k,
+                    "XAUUSD",
+                    1,
+                    "0.01",
+                    "2000.50",
+                    "1.00",
+                    "0.00",
+                    now - 600,
+                );
             }
         }
         // 130 round trips on one login: 260 deals, three pages of `deal/get_page`.
         for k in 0..130 {
             let t = now - 10_000 + k * 10;
-            s.add_closed(7000, 500_000 + k as u64, "EURUSD", 0, "0.10", ("1.10000", t), ("1.10100", t + 5), "10.00", "-0.70", "0.00");
+            s.add_closed(
+                7000,
+                500_000 + k as u64,
+                "EURUSD",
+                0,
+                "0.10",
+                ("1.10000", t),
+                ("1.10100", t + 5),
+                "10.00",
+                "-0.70",
+                "0.00",
+            );
         }
     });
     let app = spawn().await;
@@ -291,14 +361,21 @@ async fn sync_pages_through_accounts_positions_and_deals() {
     let mt5 = &r["data"][0];
     assert_eq!(mt5["errors"], json!([]), "{r}");
     assert_eq!(
-        (mt5["accounts"].as_i64(), mt5["unmatched"].as_i64(), mt5["positions"].as_i64()),
+        (
+            mt5["accounts"].as_i64(),
+            mt5["unmatched"].as_i64(),
+            mt5["positions"].as_i64()
+        ),
         (Some(30), Some(590), Some(30 * 3 + 130)),
         "{r}"
     );
     sim.with(|s| {
         assert!(s.hits("/api/user/get_batch") >= 2, "accounts in pages");
         assert!(s.hits("/api/position/get_batch") >= 5, "positions in pages");
-        assert!(s.hits("/api/deal/get_page") >= 30 + 2, "deals in pages of 100");
+        assert!(
+            s.hits("/api/deal/get_page") >= 30 + 2,
+            "deals in pages of 100"
+        );
         assert_eq!(s.hits("/api/auth/start"), 1);
     });
     let (_, p) = owner
@@ -372,10 +449,17 @@ async fn a_settled_deposit_reaches_mt5_once_even_when_the_push_is_retried() {
     let push = &q["data"][0];
     assert_eq!(push["status"], "failed", "{q}");
     assert!(
-        push["lastError"].as_str().unwrap().contains("within 400 ms"),
+        push["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("within 400 ms"),
         "{q}"
     );
-    assert_eq!(sim.with(|s| s.balance_deals(6001).len()), 1, "it went through");
+    assert_eq!(
+        sim.with(|s| s.balance_deals(6001).len()),
+        1,
+        "it went through"
+    );
     let id = push["id"].as_str().unwrap();
     let (s, _) = owner
         .post(&format!("/v1/integrations/pushes/{id}/retry"), json!({}))
@@ -388,11 +472,11 @@ async fn a_settled_deposit_reaches_mt5_once_even_when_the_push_is_retried() {
     let deals = sim.with(|s| s.balance_deals(6001));
     assert_eq!(deals.len(), 1, "credited once: {deals:?}");
     let (ticket, action, amount, comment) = &deals[0];
-    assert_eq!(
-        (*action, *amount),
-        (2, "99.00".parse::<Decimal>().unwrap())
+    assert_eq!((*action, *amount), (2, "99.00".parse::<Decimal>().unwrap()));
+    assert!(
+        comment.starts_with("lumire:") && comment.len() <= 31,
+        "{comment}"
     );
-    assert!(comment.starts_with("lumire:") && comment.len() <= 31, "{comment}");
     assert_eq!(q["data"][0]["status"], "pushed", "{q}");
     assert_eq!(q["data"][0]["dealId"], ticket.to_string(), "{q}");
 

@@ -59,7 +59,12 @@ pub async fn serve_simulator(accounts: usize, positions: usize) -> anyhow::Resul
     let sim = lumire_tests::mt5_sim::Mt5Sim::start(MT5_MANAGER, MT5_PASSWORD).await;
     sim.with(|s| {
         s.add_group("real\\bench", "USD");
-        s.seed_bulk("real\\bench", FIRST_LOGIN, accounts as u64, positions as u64);
+        s.seed_bulk(
+            "real\\bench",
+            FIRST_LOGIN,
+            accounts as u64,
+            positions as u64,
+        );
     });
     println!("{}", sim.url);
     tokio::task::spawn_blocking(|| {
