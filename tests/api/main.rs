@@ -23,6 +23,7 @@ mod payments;
 mod plugin_host;
 mod plugins;
 mod portal;
+mod rest_bridge;
 mod risk_rules;
 mod s3_storage;
 mod segments;

@@ -190,7 +190,11 @@ pub async fn upsert(
     let platform = v
         .required("platform", b.platform.as_deref())
         .map(str::to_lowercase);
-    v.one_of("platform", platform.as_deref(), PLATFORMS);
+    v.one_of(
+        "platform",
+        platform.as_deref(),
+        &st.connectors.allowed_platforms(),
+    );
     v.max_len("label", b.label.as_deref(), 100);
     if let Some(e) = b.endpoint.as_deref() {
         check_endpoint(&mut v, e);

@@ -14,7 +14,12 @@
 //!   (`plugins/dist/mt5-connector.wasm`, built by `scripts/build-plugins`) against the MT5 Web
 //!   API simulator, which runs in a child process (`--scenario mt5-sim`).
 //!
-//! usage: lumire-loadgen [--db sqlite|postgres] [--scenario traders|money|sync|mt5-sync|all] [--seconds N]
+//! - `plugins` (not part of `all`): a plugin route against a native route doing the same
+//!   storage work, plugin instantiation per call and the cost of one host call (needs
+//!   `./scripts/build-plugins`).
+//!
+//! usage: lumire-loadgen [--db sqlite|postgres] [--scenario traders|money|sync|mt5-sync|plugins|all]
+//!                       [--seconds N]
 //!                       [--concurrency N] [--seed N] [--accounts N] [--positions N]
 //! PostgreSQL: LUMIRE_LOADGEN_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres); a
 //! database is created for the run and dropped afterwards.
@@ -23,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+mod plugin_bench;
 mod sync_bench;
 
 use anyhow::{Context, bail};
@@ -113,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
             Some(sync_bench::Target::native(args.accounts, args.positions))
         }
         "mt5-sync" => {
-            settings.plugins_dir = sync_bench::plugins_dir()?;
+            settings.plugins_dir = sync_bench::plugins_dir(&dir)?;
             settings.plugin_http_allow_private = true;
             let (child, url) = sync_bench::spawn_simulator(args.accounts, args.positions)?;
             simulator = Some(child);
@@ -124,6 +130,9 @@ async fn main() -> anyhow::Result<()> {
     if target.is_some() {
         // The benchmark runs the sync itself.
         settings.sync_interval_secs = 0;
+    }
+    if args.scenario == "plugins" {
+        settings.plugins_dir = plugin_bench::plugins_dir(&dir)?;
     }
     let result = run(&args, settings, target.as_ref()).await;
     if let Some(mut child) = simulator {
@@ -147,6 +156,7 @@ async fn run(
     target: Option<&sync_bench::Target>,
 ) -> anyhow::Result<()> {
     let app = App::build(settings).await?;
+    let state = app.state().clone();
     let base = format!("http://127.0.0.1:{}", app.port());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
@@ -183,6 +193,16 @@ async fn run(
     );
     if args.scenario == "traders" || args.scenario == "all" {
         traders(args, &client, &base, &ids).await;
+    }
+    if args.scenario == "plugins" {
+        let tenant: serde_json::Value = client
+            .get(format!("{base}/v1/tenants/current"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let tenant_id = tenant["id"].as_str().context("tenant id")?.to_string();
+        plugin_bench::run(args, &state, &client, &base, &tenant_id, &ids).await?;
     }
     if let Some(target) = target {
         sync_bench::run(&client, &base, args.accounts, args.concurrency, target).await?;

@@ -109,17 +109,18 @@ pub fn spawn_simulator(
     Ok((child, url))
 }
 
-/// Where the bundled plugins were built (`scripts/build-plugins`), holding the MT5 connector.
-pub fn plugins_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::var("LUMIRE_PLUGINS_DIR")
+/// A plugins dir for the run holding only the MT5 connector, as `scripts/build-plugins` built it
+/// into `plugins/dist` (or `LUMIRE_PLUGINS_DIR`).
+pub fn plugins_dir(run_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let built = std::env::var("LUMIRE_PLUGINS_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../plugins/dist"));
-    if !dir.join("mt5-connector.wasm").exists() {
-        bail!(
-            "{} has no mt5-connector.wasm: run scripts/build-plugins",
-            dir.display()
-        );
-    }
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../plugins/dist"))
+        .join("mt5-connector.wasm");
+    let dir = run_dir.join("plugins");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::copy(&built, dir.join("mt5-connector.wasm")).with_context(|| {
+        format!("{} is missing: run ./scripts/build-plugins first", built.display())
+    })?;
     Ok(dir)
 }
 
