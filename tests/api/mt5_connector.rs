@@ -145,16 +145,16 @@ async fn test_connection_proves_both_sides_and_names_failures() {
         &owner,
         &sim.url,
         PASSWORD,
-        json!({"timeout_ms": "300", "retries": "1", "backoff_ms": "10"}),
+        json!({"timeout_ms": "1000", "retries": "1", "backoff_ms": "10"}),
     )
     .await;
-    sim.with(|s| s.delay("/api/test/access", Duration::from_millis(1_200), 2));
+    sim.with(|s| s.delay("/api/test/access", Duration::from_millis(2_500), 2));
     let before = sim.with(|s| s.hits("/api/test/access"));
     let r = test_connection(&owner).await;
     assert_eq!(r["ok"], false, "{r}");
     let m = r["message"].as_str().unwrap();
     assert!(
-        m.starts_with("unavailable") && m.contains("within 300 ms"),
+        m.starts_with("unavailable") && m.contains("within 1000 ms"),
         "{r}"
     );
     assert_eq!(sim.with(|s| s.hits("/api/test/access")) - before, 2);
@@ -434,14 +434,14 @@ async fn a_settled_deposit_reaches_mt5_once_even_when_the_push_is_retried() {
         &owner,
         &sim.url,
         PASSWORD,
-        json!({"timeout_ms": "400", "retries": "0"}),
+        json!({"timeout_ms": "1000", "retries": "0"}),
     )
     .await;
 
     // The platform does the deposit but its answer is lost: the push fails as far as the engine
     // knows, and is retried.
     let dep = settle_deposit(&owner, &trader, &account, "100.00").await;
-    sim.with(|s| s.delay("/api/trade/balance", Duration::from_millis(1_500), 1));
+    sim.with(|s| s.delay("/api/trade/balance", Duration::from_millis(3_000), 1));
     assert_eq!(pushes::run_once(&app.state).await.unwrap(), 1);
     let (_, q) = owner
         .get(&format!("/v1/integrations/pushes?referenceId={dep}"))
@@ -452,7 +452,7 @@ async fn a_settled_deposit_reaches_mt5_once_even_when_the_push_is_retried() {
         push["lastError"]
             .as_str()
             .unwrap()
-            .contains("within 400 ms"),
+            .contains("within 1000 ms"),
         "{q}"
     );
     assert_eq!(
@@ -486,11 +486,11 @@ async fn a_settled_deposit_reaches_mt5_once_even_when_the_push_is_retried() {
         &owner,
         &sim.url,
         PASSWORD,
-        json!({"timeout_ms": "400", "retries": "2", "backoff_ms": "10"}),
+        json!({"timeout_ms": "1000", "retries": "2", "backoff_ms": "10"}),
     )
     .await;
     let dep2 = settle_deposit(&owner, &trader, &account, "50.00").await;
-    sim.with(|s| s.delay("/api/trade/balance", Duration::from_millis(1_500), 1));
+    sim.with(|s| s.delay("/api/trade/balance", Duration::from_millis(3_000), 1));
     assert_eq!(pushes::run_once(&app.state).await.unwrap(), 1);
     let (_, q) = owner
         .get(&format!("/v1/integrations/pushes?referenceId={dep2}"))

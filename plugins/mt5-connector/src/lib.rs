@@ -335,7 +335,8 @@ impl Connector for Mt5 {
                     "retries": {"type": "integer", "description": "Further attempts after a transient failure (default 2)"},
                     "positions_batch": {"type": "integer", "description": "Logins per position/get_batch request (default 50)"},
                     "entry_lookback_days": {"type": "integer", "description": "How far before `since` deals are read to find a closed position's entry (default 30)"},
-                    "dedupe_lookback_days": {"type": "integer", "description": "How far back a push looks for a deal carrying its key (default 90)"}
+                    "dedupe_lookback_days": {"type": "integer", "description": "How far back a push looks for a deal carrying its key (default 90)"},
+                    "page_budget_ms": {"type": "integer", "description": "Time after which a page of closed positions ends (default 2000)"}
                 },
                 "required": ["endpoint"]
             }))
@@ -469,8 +470,18 @@ impl Connector for Mt5 {
             let from = since.saturating_sub(lookback * 86_400);
             // Deals stamped up to a day ahead (server time zones) are still read.
             let to = time::now() + 86_400;
+            // A page ends after 500 positions or once the time budget is spent (always after
+            // one login at least), so a call stays well within the engine's deadline.
+            let budget = std::time::Duration::from_millis(
+                number(config, "page_budget_ms", 2_000u64)?.clamp(100, 60_000),
+            );
+            let started = std::time::Instant::now();
+            let first = index;
             let mut positions = Vec::new();
-            while index < logins.len() && positions.len() < CLOSED_PAGE {
+            while index < logins.len()
+                && positions.len() < CLOSED_PAGE
+                && (index == first || started.elapsed() < budget)
+            {
                 let login = logins[index];
                 let deals = st.deals(login, from, to)?;
                 let mut closed = deals::closed_positions(&deals, since, &HashSet::new())
