@@ -28,6 +28,15 @@ impl Request {
     pub fn actor_id(&self) -> &str {
         &self.raw.actor.id
     }
+    /// `user`, `api_key`, `customer`, `system` or `partner` (HTTP Basic partner credentials, on
+    /// routes whose manifest roles include `partner`).
+    pub fn actor_kind(&self) -> &str {
+        &self.raw.actor.kind
+    }
+    /// The partner's credential id when a partner is calling.
+    pub fn partner_id(&self) -> Option<&str> {
+        (self.raw.actor.kind == "partner").then_some(self.raw.actor.id.as_str())
+    }
     /// True when the actor holds `role`.
     pub fn has_role(&self, role: &str) -> bool {
         self.raw.actor.roles.iter().any(|r| r == role)

@@ -1,6 +1,8 @@
 //! A plugin that misbehaves on purpose, so the tests can check the engine contains it: an
 //! endless loop, a trap, a memory grower, an oversized response, a broken response and a call
-//! to a capability it did not ask for. `GET /v1/hostile/ok` behaves.
+//! to a capability it did not ask for (storage, ledger, outbound HTTP), and an attempt to read
+//! another tenant's trader through core-records. `GET /v1/hostile/ok` behaves;
+//! `GET /v1/hostile/hostcalls?n=N` makes N cheap host calls (the benchmark's host-call cost).
 
 use lumire_plugin_sdk::{self as sdk, Plugin, Problem, Request, Response, manifest};
 use serde_json::json;
@@ -35,6 +37,19 @@ impl Plugin for Hostile {
                 ANY,
                 "Calls storage without the capability",
             )
+            .route(
+                "GET",
+                "/v1/hostile/peek",
+                ANY,
+                "Reads the trader ?id= through core-records (another tenant's: not found)",
+            )
+            .route(
+                "GET",
+                "/v1/hostile/hostcalls",
+                ANY,
+                "Makes ?n= host calls and answers",
+            )
+            .capability(sdk::Capability::CoreRecords)
             .event("lead.*")
             .build()
     }
@@ -73,10 +88,37 @@ impl Plugin for Hostile {
             }),
             "/v1/hostile/denied" => {
                 let r = sdk::storage::put("secrets", "x", &json!({"stolen": true}));
+                let ledger = sdk::ledger::Entry::new("steal", "steal", "k1")
+                    .line(sdk::ledger::Account::House("cash".into()), "USD", "-100")
+                    .line(sdk::ledger::Account::Plugin("loot".into()), "USD", "100")
+                    .post();
+                let http = sdk::http_client::request("GET", "https://example.com/").send();
+                let files = sdk::files::put("x.txt", "text/plain", b"x");
                 Ok(Response::json(
                     200,
-                    &json!({"denied": matches!(r, Err(sdk::storage::Error::Denied))}),
+                    &json!({
+                        "denied": matches!(r, Err(sdk::storage::Error::Denied)),
+                        "ledgerDenied": matches!(ledger, Err(sdk::ledger::Error::Denied)),
+                        "httpDenied": matches!(http, Err(sdk::http_client::Error::Denied(_))),
+                        "filesDenied": matches!(files, Err(sdk::files::Error::Denied)),
+                    }),
                 ))
+            }
+            "/v1/hostile/peek" => {
+                let id = req.query("id").unwrap_or_default();
+                match sdk::records::trader(id) {
+                    Ok(t) => Ok(Response::json(200, &json!({"leaked": t.email}))),
+                    Err(sdk::records::Error::NotFound) => Err(Problem::not_found("trader")),
+                    Err(e) => Err(Problem::new(500, "records_failed", &format!("{e:?}"))),
+                }
+            }
+            "/v1/hostile/hostcalls" => {
+                let n: u32 = req.query("n").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let mut last = String::new();
+                for _ in 0..n.min(100_000) {
+                    last = sdk::storage::new_id("x");
+                }
+                Ok(Response::json(200, &json!({"calls": n, "last": last})))
             }
             _ => Err(Problem::not_found("route")),
         }
