@@ -11,6 +11,7 @@ mod fx;
 mod idempotency;
 mod identity;
 mod integrations;
+mod leads;
 mod ledger;
 mod mail;
 mod meta;

@@ -43,8 +43,8 @@ pub fn upload(req: &Request) -> Result<Response, Problem> {
         ));
     }
     let file = upload::parse(req.header("content-type"), req.body())?;
-    let stored = files::put(&file.filename, &file.content_type, &file.content)
-        .map_err(files_problem)?;
+    let stored =
+        files::put(&file.filename, &file.content_type, &file.content).map_err(files_problem)?;
     let id = storage::new_id("file");
     let now = crate::time::now();
     let meta = json!({

@@ -14,17 +14,12 @@ use crate::{lead, time};
 /// Partner leads (the `sales_leads` document of the same id is the sales team's view).
 pub const COLLECTION: &str = "leads";
 
-/// The calling partner's credential id, when the caller is a partner.
-pub fn partner_id(req: &Request) -> Option<&str> {
-    (req.raw().actor.kind == "partner").then(|| req.actor_id())
-}
-
 /// Reads a partner lead the caller may see: a partner only its own; `None` otherwise.
 pub fn visible_lead(req: &Request, id: &str) -> Result<Option<Value>, Problem> {
     let Some(lead) = storage::get::<Value>(COLLECTION, id)? else {
         return Ok(None);
     };
-    match partner_id(req) {
+    match req.partner_id() {
         Some(p) if lead.get("partner_id").and_then(Value::as_str) != Some(p) => Ok(None),
         _ => Ok(Some(lead)),
     }
@@ -75,7 +70,7 @@ pub fn list(req: &Request) -> Result<Response, Problem> {
         .order_by("id", true)
         .limit(page_size)
         .skip(page_size.saturating_mul(page_index));
-    if let Some(p) = partner_id(req) {
+    if let Some(p) = req.partner_id() {
         q = q.filter("partner_id", Op::Eq, p);
     }
     if let Some(s) = req.query("status") {
@@ -163,7 +158,7 @@ pub fn create(req: &Request) -> Result<Response, Problem> {
     let input = lead::validate(&body, enforce)?;
     let id = storage::new_id("lead");
     let now = time::now();
-    let partner = partner_id(req);
+    let partner = req.partner_id();
     let mut doc = lead::build(
         &id,
         &input,

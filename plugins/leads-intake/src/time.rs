@@ -85,7 +85,11 @@ pub fn normalize(s: &str) -> Option<String> {
         return None;
     }
     let (y, mo, d) = (digits(&s[..4])?, digits(&s[5..7])?, digits(&s[8..10])?);
-    let (h, mi, sec) = (digits(&s[11..13])?, digits(&s[14..16])?, digits(&s[17..19])?);
+    let (h, mi, sec) = (
+        digits(&s[11..13])?,
+        digits(&s[14..16])?,
+        digits(&s[17..19])?,
+    );
     if h > 23 || mi > 59 || sec > 60 {
         return None;
     }

@@ -63,13 +63,17 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Upload, Problem>
         .chunks(CHUNK)
         .map(|c| Ok::<Bytes, Infallible>(Bytes::copy_from_slice(c)));
     let mut form = multer::Multipart::new(futures_util::stream::iter(chunks), boundary);
+    let body_len = body.len();
     futures_executor::block_on(async move {
         let mut found: Option<Upload> = None;
         while let Some(mut field) = form.next_field().await.map_err(malformed)? {
             let name = field.name().unwrap_or_default().to_string();
             if name != PART {
                 let name = if name.is_empty() { "body" } else { &name };
-                return Err(Problem::field(name, "is not a known part (send the file as `document`)"));
+                return Err(Problem::field(
+                    name,
+                    "is not a known part (send the file as `document`)",
+                ));
             }
             if found.is_some() {
                 return Err(Problem::field(PART, "must be sent once"));
@@ -80,8 +84,13 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Upload, Problem>
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("base64"));
             // Base64 text is 4/3 of the content plus line breaks.
-            let limit = if base64 { MAX_BYTES / 3 * 4 + MAX_BYTES / 32 } else { MAX_BYTES };
-            let mut content = Vec::new();
+            let limit = if base64 {
+                MAX_BYTES / 3 * 4 + MAX_BYTES / 32
+            } else {
+                MAX_BYTES
+            };
+            // One allocation: the part is never larger than the body (nor the limit).
+            let mut content = Vec::with_capacity(body_len.min(limit));
             while let Some(chunk) = field.chunk().await.map_err(malformed)? {
                 if content.len() + chunk.len() > limit {
                     return Err(too_large());
@@ -92,7 +101,12 @@ pub fn parse(content_type: Option<&str>, body: &[u8]) -> Result<Upload, Problem>
                 content.retain(|b| !b.is_ascii_whitespace());
                 content = base64::engine::general_purpose::STANDARD
                     .decode(&content)
-                    .map_err(|_| Problem::field(PART, "is not valid base64 (Content-Transfer-Encoding: base64)"))?;
+                    .map_err(|_| {
+                        Problem::field(
+                            PART,
+                            "is not valid base64 (Content-Transfer-Encoding: base64)",
+                        )
+                    })?;
                 if content.len() > MAX_BYTES {
                     return Err(too_large());
                 }
@@ -136,7 +150,9 @@ mod tests {
 
     #[test]
     fn reads_the_document_part() {
-        let b = body(&["Content-Disposition: form-data; name=\"document\"; filename=\"C:\\\\fake\\\\a.pdf\"\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.4 hello"]);
+        let b = body(&[
+            "Content-Disposition: form-data; name=\"document\"; filename=\"C:\\\\fake\\\\a.pdf\"\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.4 hello",
+        ]);
         let u = parse(Some(CT), &b).unwrap();
         assert_eq!(u.filename, "a.pdf");
         assert_eq!(u.content_type, "application/pdf");
@@ -145,7 +161,9 @@ mod tests {
 
     #[test]
     fn decodes_base64_parts() {
-        let b = body(&["Content-Disposition: form-data; name=\"document\"; filename=\"x.txt\"\r\nContent-Transfer-Encoding: base64\r\n\r\naGVs\r\nbG8="]);
+        let b = body(&[
+            "Content-Disposition: form-data; name=\"document\"; filename=\"x.txt\"\r\nContent-Transfer-Encoding: base64\r\n\r\naGVs\r\nbG8=",
+        ]);
         let u = parse(Some(CT), &b).unwrap();
         assert_eq!(u.content, b"hello");
         assert_eq!(u.content_type, "application/octet-stream");
@@ -153,7 +171,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let ok = body(&["Content-Disposition: form-data; name=\"document\"; filename=\"a\"\r\n\r\nx"]);
+        let ok =
+            body(&["Content-Disposition: form-data; name=\"document\"; filename=\"a\"\r\n\r\nx"]);
         assert_eq!(field(&parse(None, &ok).unwrap_err()), "content-type");
         assert_eq!(
             field(&parse(Some("multipart/form-data"), &ok).unwrap_err()),
@@ -163,11 +182,13 @@ mod tests {
             field(&parse(Some("application/json"), &ok).unwrap_err()),
             "content-type"
         );
-        let empty = body(&["Content-Disposition: form-data; name=\"document\"; filename=\"a\"\r\n\r\n"]);
+        let empty =
+            body(&["Content-Disposition: form-data; name=\"document\"; filename=\"a\"\r\n\r\n"]);
         assert_eq!(field(&parse(Some(CT), &empty).unwrap_err()), "document");
         let none = body(&[]);
         assert_eq!(field(&parse(Some(CT), &none).unwrap_err()), "document");
-        let other = body(&["Content-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nx"]);
+        let other =
+            body(&["Content-Disposition: form-data; name=\"file\"; filename=\"a\"\r\n\r\nx"]);
         assert_eq!(field(&parse(Some(CT), &other).unwrap_err()), "file");
         let twice = body(&[
             "Content-Disposition: form-data; name=\"document\"; filename=\"a\"\r\n\r\nx",
@@ -176,7 +197,9 @@ mod tests {
         assert_eq!(field(&parse(Some(CT), &twice).unwrap_err()), "document");
         assert_eq!(field(&parse(Some(CT), b"garbage").unwrap_err()), "body");
         let big = vec![b'a'; MAX_BYTES + 1];
-        let mut b = b"--XyZ\r\nContent-Disposition: form-data; name=\"document\"; filename=\"a\"\r\n\r\n".to_vec();
+        let mut b =
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"document\"; filename=\"a\"\r\n\r\n"
+                .to_vec();
         b.extend_from_slice(&big);
         b.extend_from_slice(b"\r\n--XyZ--\r\n");
         assert_eq!(field(&parse(Some(CT), &b).unwrap_err()), "document");

@@ -15,14 +15,19 @@ use super::{LEADS, path_id};
 pub fn records_problem(e: records::Error) -> Problem {
     match e {
         records::Error::Invalid(msg) => {
-            // The host names the field first (`phone: too long`) when it can.
-            let (field, message) = match msg.split_once(": ") {
-                Some((f, m)) if !f.is_empty() && f.bytes().all(|b| b.is_ascii_alphanumeric()) => {
-                    (f.to_string(), m.to_string())
-                }
-                _ => ("lead".to_string(), msg),
-            };
-            Problem::fields(vec![(field, message)])
+            // The host names the fields (`phone: too long; country: ...`) when it can.
+            let errors = msg
+                .split("; ")
+                .map(|part| match part.split_once(": ") {
+                    Some((f, m))
+                        if !f.is_empty() && f.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+                    {
+                        (f.to_string(), m.to_string())
+                    }
+                    _ => ("lead".to_string(), part.to_string()),
+                })
+                .collect();
+            Problem::fields(errors)
         }
         records::Error::NotFound => Problem::not_found("trader"),
         records::Error::Conflict(msg) => Problem::conflict("conflict", &msg),

@@ -118,7 +118,10 @@ impl Body {
             Field::Set(v) => match crate::sales::country(&v) {
                 Some(c) => Field::Set(c),
                 None => {
-                    self.fail(key, "must be an ISO 3166-1 alpha-2 country code (DE, AU, ...)");
+                    self.fail(
+                        key,
+                        "must be an ISO 3166-1 alpha-2 country code (DE, AU, ...)",
+                    );
                     Field::Absent
                 }
             },
@@ -193,7 +196,10 @@ impl Body {
             Field::Set(v) => match crate::time::normalize(&v) {
                 Some(t) => Field::Set(t),
                 None => {
-                    self.fail(key, "must be an RFC 3339 date-time (2026-05-23T12:18:22.181Z)");
+                    self.fail(
+                        key,
+                        "must be an RFC 3339 date-time (2026-05-23T12:18:22.181Z)",
+                    );
                     Field::Absent
                 }
             },

@@ -185,7 +185,10 @@ pub fn update(req: &Request) -> Result<Response, Problem> {
                 lead.pipeline_id = Some(pipeline);
                 lead.pipeline_stage_id = Some(stage);
             }
-            None => b.fail("pipelineStageId", "is not a stage of a pipeline of this tenant"),
+            None => b.fail(
+                "pipelineStageId",
+                "is not a stage of a pipeline of this tenant",
+            ),
         },
         Field::Null => {
             lead.pipeline_id = None;
@@ -203,12 +206,12 @@ pub fn update(req: &Request) -> Result<Response, Problem> {
             };
             let mut p = Problem::conflict(
                 "illegal_status_change",
-                &format!(
-                    "A lead cannot move from {} to {to}{hint}.",
-                    lead.status
-                ),
+                &format!("A lead cannot move from {} to {to}{hint}.", lead.status),
             );
-            p.errors = vec![("status".into(), format!("cannot change from {}", lead.status))];
+            p.errors = vec![(
+                "status".into(),
+                format!("cannot change from {}", lead.status),
+            )];
             return Err(p);
         }
         lead.status = to;

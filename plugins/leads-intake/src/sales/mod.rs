@@ -98,10 +98,7 @@ pub fn country(s: &str) -> Option<String> {
     let up = s.trim().to_ascii_uppercase();
     (up.len() == 2
         && up.bytes().all(|b| b.is_ascii_uppercase())
-        && COUNTRIES
-            .as_bytes()
-            .chunks(2)
-            .any(|c| c == up.as_bytes()))
+        && COUNTRIES.as_bytes().chunks(2).any(|c| c == up.as_bytes()))
     .then_some(up)
 }
 

@@ -168,7 +168,9 @@ pub fn create(req: &Request) -> Result<Response, Problem> {
     };
     b.finish()?;
     let (Some(slug), Some(name)) = (slug, name) else {
-        return Err(Problem::internal("pipeline input passed validation incomplete"));
+        return Err(Problem::internal(
+            "pipeline input passed validation incomplete",
+        ));
     };
 
     if storage::count(PIPELINES, &[storage::filter("slug", Op::Eq, &slug)])? > 0 {
