@@ -39,6 +39,7 @@ pub fn register_all(api: &mut Api) {
     crate::meta::routes(api);
     crate::identity::routes(api);
     crate::api_keys::routes(api);
+    crate::partners::routes(api);
     crate::team::routes(api);
     crate::tenants::routes(api);
     crate::audit::routes(api);
@@ -72,6 +73,17 @@ pub fn openapi_document() -> serde_json::Value {
     serde_json::to_value(crate::http::openapi::document(api.ops())).unwrap_or_default()
 }
 
+/// The OpenAPI document with the routes of the plugins in `settings.plugins_dir` (inspected
+/// without a database), as `lumire openapi` prints it.
+pub async fn openapi_document_with_plugins(
+    settings: &Settings,
+) -> anyhow::Result<serde_json::Value> {
+    let mut doc = openapi_document();
+    let installed = crate::plugins::Plugins::load_files(settings, None).await?;
+    crate::plugins::openapi::add_routes(&mut doc, &installed);
+    Ok(doc)
+}
+
 pub struct App {
     listener: TcpListener,
     router: Router,
@@ -97,16 +109,18 @@ impl App {
         };
         let secrets =
             crate::secrets::SecretBox::load(settings.secret_key.as_deref(), &settings.data_dir)?;
-        let connectors = match &settings.native_connectors_dir {
+        let mut connectors = match &settings.native_connectors_dir {
             Some(dir) => crate::connectors::Registry::load_dir(dir),
             None => crate::connectors::Registry::default(),
         };
         let secrets = Arc::new(secrets);
-        let plugins = crate::plugins::Plugins::load(&settings, &db, &secrets).await?;
+        let plugins =
+            Arc::new(crate::plugins::Plugins::load(&settings, &db, &secrets, store.clone()).await?);
+        connectors.add_plugins(&plugins);
         let state = AppState {
             db,
             connectors: Arc::new(connectors),
-            plugins: Arc::new(plugins),
+            plugins,
             secrets,
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::new()),
@@ -115,7 +129,8 @@ impl App {
         };
         let mut api = Api::serving(state.clone());
         register_all(&mut api);
-        let doc = serde_json::to_value(crate::http::openapi::document(api.ops()))?;
+        let mut doc = serde_json::to_value(crate::http::openapi::document(api.ops()))?;
+        crate::plugins::openapi::add_routes(&mut doc, state.plugins.installed());
         let _ = state.openapi.set(doc);
         let (router, _ops) = api.into_parts();
         let router = crate::http::finish_router(router, state.clone())
@@ -200,6 +215,9 @@ async fn run_jobs(state: AppState, mut stop: watch::Receiver<bool>) {
         }
         if let Err(e) = crate::plugins::events::run_once(&state).await {
             tracing::warn!(error = %e, "plugin event delivery failed");
+        }
+        if let Err(e) = crate::plugins::jobs::run_once(&state).await {
+            tracing::warn!(error = %e, "plugin jobs failed");
         }
         if tick.is_multiple_of(300)
             && let Err(e) = crate::housekeeping::purge(&state.db).await

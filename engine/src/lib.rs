@@ -23,6 +23,7 @@ pub mod ledger;
 pub mod mail;
 pub mod meta;
 pub mod money;
+pub mod partners;
 pub mod passkeys;
 pub mod payments;
 pub mod pdf;

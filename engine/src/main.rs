@@ -20,7 +20,8 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
-    /// Print the OpenAPI 3.1 document to stdout (no server, no database).
+    /// Print the OpenAPI 3.1 document to stdout, with the routes of the plugins in
+    /// LUMIRE_PLUGINS_DIR (no server, no database).
     Openapi,
     /// Manage WebAssembly plugins.
     Plugin {
@@ -48,7 +49,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Some(Command::Openapi) = cli.command {
         use std::io::Write;
-        let text = serde_json::to_string_pretty(&lumire_engine::app::openapi_document())?;
+        let settings = Settings::load()?;
+        let doc = lumire_engine::app::openapi_document_with_plugins(&settings).await?;
+        let text = serde_json::to_string_pretty(&doc)?;
         // A closed pipe (`lumire openapi | head`) is not an error worth a panic.
         let _ = writeln!(std::io::stdout().lock(), "{text}");
         return Ok(());

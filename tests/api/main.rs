@@ -20,6 +20,7 @@ mod native_connectors;
 mod passkeys;
 mod payment_documents;
 mod payments;
+mod plugin_host;
 mod plugins;
 mod portal;
 mod risk_rules;

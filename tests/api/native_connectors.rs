@@ -53,19 +53,18 @@ async fn the_abi_version_is_checked_before_anything_is_called() {
         "{reason}"
     );
     let demo = reg.for_platform("other").unwrap();
-    assert_eq!(demo.name, "Demo native connector");
-    let accounts = demo
-        .call(
-            "list-accounts",
-            &json!({"config": {"credentials": {"password": "demo"}}}),
-        )
+    assert_eq!(demo.name(), "Demo native connector");
+    assert_eq!(demo.kind(), "native");
+    let config = json!({"credentials": {"password": "demo"}});
+    let mut session = demo.session("tenant", &config);
+    let accounts = session
+        .call("list-accounts", json!({"config": config}))
+        .await
         .unwrap();
     assert_eq!(accounts["accounts"][0]["login"], "1001");
-    let err = demo
-        .call(
-            "no-such-op",
-            &json!({"config": {"credentials": {"password": "demo"}}}),
-        )
+    let err = session
+        .call("no-such-op", json!({"config": config}))
+        .await
         .unwrap_err();
     assert!(err.to_string().contains("rejected"), "{err}");
     let _ = std::fs::remove_dir_all(dir);

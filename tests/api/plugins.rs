@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 /// Builds the plugins once per test run (scripts/build-plugins) into a directory of this run
 /// holding the bundled plugins and the test-only hostile one.
-fn plugins_dir() -> PathBuf {
+pub(crate) fn plugins_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -27,11 +27,11 @@ fn plugins_dir() -> PathBuf {
     .clone()
 }
 
-fn cache_dir() -> PathBuf {
+pub(crate) fn cache_dir() -> PathBuf {
     std::env::temp_dir().join("lumire-test-plugin-cache")
 }
 
-async fn spawn() -> TestApp {
+pub(crate) async fn spawn() -> TestApp {
     let dir = plugins_dir();
     TestApp::spawn_with(move |s| {
         s.plugins_dir = dir;
@@ -43,7 +43,7 @@ async fn spawn() -> TestApp {
     .await
 }
 
-async fn enable(owner: &Member, plugin: &str) {
+pub(crate) async fn enable(owner: &Member, plugin: &str) {
     let (s, b) = owner
         .patch(
             "/v1/tenants/current",
@@ -53,7 +53,7 @@ async fn enable(owner: &Member, plugin: &str) {
     assert_eq!(s, StatusCode::OK, "{b}");
 }
 
-fn lead_body(first: &str) -> Value {
+pub(crate) fn lead_body(first: &str) -> Value {
     json!({
         "customer": {
             "first_name": first, "last_name": "Blah", "email": "ben@lumi.com.au",
@@ -74,7 +74,7 @@ fn lead_body(first: &str) -> Value {
     })
 }
 
-fn plugin<'a>(list: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn plugin<'a>(list: &'a Value, name: &str) -> &'a Value {
     list["data"]
         .as_array()
         .and_then(|a| a.iter().find(|p| p["name"] == name))
@@ -447,6 +447,9 @@ async fn a_hostile_plugin_is_contained_and_the_engine_keeps_serving() {
     let (s, b) = owner.get("/v1/hostile/denied").await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["denied"], true);
+    assert_eq!(b["ledgerDenied"], true, "{b}");
+    assert_eq!(b["httpDenied"], true, "{b}");
+    assert_eq!(b["filesDenied"], true, "{b}");
     assert_eq!(
         app.count("SELECT COUNT(*) FROM plugin_documents WHERE tenant_id = $1 AND plugin = 'test-hostile'", &owner.tenant_id).await,
         0

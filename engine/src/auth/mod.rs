@@ -25,6 +25,9 @@ pub enum ActorKind {
     /// The engine acting on a provider's signed notification (a Stripe webhook, ...);
     /// `label` names the provider.
     System,
+    /// An outside partner with HTTP Basic credentials (`partners`); `label` is the credential
+    /// id. Admitted only on plugin routes that name the pseudo-role `partner`.
+    Partner,
 }
 
 /// The authenticated caller of a request, resolved once by [`authorize`].
@@ -64,7 +67,7 @@ impl Actor {
             ActorKind::Customer => self.customer_id.as_deref(),
             ActorKind::ApiKey => self.api_key_id.as_deref(),
             ActorKind::User => self.user_id.as_deref(),
-            ActorKind::System => Some(self.label.as_str()),
+            ActorKind::System | ActorKind::Partner => Some(self.label.as_str()),
         }
     }
 
@@ -74,6 +77,7 @@ impl Actor {
             ActorKind::ApiKey => "api_key",
             ActorKind::Customer => "customer",
             ActorKind::System => "system",
+            ActorKind::Partner => "partner",
         }
     }
 

@@ -16,6 +16,8 @@ use serde_json::Value;
 
 pub use native::NativeConnector;
 
+use crate::plugins::connector::{WasmConnector, WasmSession};
+
 /// How long one connector call may take before the engine gives up on it.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -44,9 +46,72 @@ pub struct Rejected {
     pub reason: String,
 }
 
-#[derive(Default, Debug)]
+/// A connector the engine can call: a trusted native library or a WebAssembly component.
+#[derive(Clone)]
+pub enum Connector {
+    Native(Arc<NativeConnector>),
+    Wasm(WasmConnector),
+}
+
+impl Connector {
+    pub fn name(&self) -> String {
+        match self {
+            Connector::Native(n) => n.name.clone(),
+            Connector::Wasm(w) => w.plugin.manifest.description.clone(),
+        }
+    }
+    pub fn version(&self) -> String {
+        match self {
+            Connector::Native(n) => n.version.clone(),
+            Connector::Wasm(w) => w.plugin.manifest.version.clone(),
+        }
+    }
+    /// `native` or `wasm`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Connector::Native(_) => "native",
+            Connector::Wasm(_) => "wasm",
+        }
+    }
+    /// A session for one engine operation of one tenant, with that tenant's configuration
+    /// (`{"endpoint", "credentials"}`).
+    pub fn session(&self, tenant_id: &str, config: &Value) -> Session {
+        match self {
+            Connector::Native(n) => Session::Native(n.clone()),
+            Connector::Wasm(w) => Session::Wasm(Box::new(w.session(tenant_id, config))),
+        }
+    }
+}
+
+/// Calls of one engine operation (a sync run, a push) on one connector.
+pub enum Session {
+    Native(Arc<NativeConnector>),
+    Wasm(Box<WasmSession>),
+}
+
+impl Session {
+    /// One operation of the connector protocol (`abi`'s JSON operations).
+    pub async fn call(
+        &mut self,
+        op: &'static str,
+        request: Value,
+    ) -> Result<Value, ConnectorError> {
+        match self {
+            Session::Native(n) => call_native(n.clone(), op, request).await,
+            Session::Wasm(w) => {
+                match tokio::time::timeout(CALL_TIMEOUT * 4, w.call(op, &request)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(ConnectorError::Timeout(CALL_TIMEOUT * 4)),
+                }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
 pub struct Registry {
     native: BTreeMap<String, Arc<NativeConnector>>,
+    wasm: BTreeMap<String, WasmConnector>,
     pub rejected: Vec<Rejected>,
 }
 
@@ -98,17 +163,63 @@ impl Registry {
         }
     }
 
-    pub fn for_platform(&self, platform: &str) -> Option<Arc<NativeConnector>> {
-        self.native.get(platform).cloned()
+    /// Registers the platform-connector components among the installed plugins, each under its
+    /// manifest name. A native connector for the same platform wins (it is the operator's
+    /// explicit, full-trust choice); the component is then listed as refused.
+    pub fn add_plugins(&mut self, plugins: &Arc<crate::plugins::Plugins>) {
+        for p in plugins.connectors() {
+            let platform = p.manifest.name.clone();
+            if self.native.contains_key(&platform) {
+                self.rejected.push(Rejected {
+                    path: p.file.display().to_string(),
+                    reason: format!("a native connector already serves {platform}"),
+                });
+                continue;
+            }
+            tracing::info!(platform = %platform, version = %p.manifest.version, "WebAssembly connector registered");
+            self.wasm.insert(
+                platform,
+                WasmConnector {
+                    plugins: plugins.clone(),
+                    plugin: p.clone(),
+                },
+            );
+        }
+    }
+
+    pub fn for_platform(&self, platform: &str) -> Option<Connector> {
+        if let Some(n) = self.native.get(platform) {
+            return Some(Connector::Native(n.clone()));
+        }
+        self.wasm.get(platform).cloned().map(Connector::Wasm)
     }
 
     pub fn platforms(&self) -> Vec<String> {
-        self.native.keys().cloned().collect()
+        let mut v: Vec<String> = self
+            .native
+            .keys()
+            .chain(self.wasm.keys())
+            .cloned()
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 }
 
-/// Calls a connector off the async threads, bounded by [`CALL_TIMEOUT`].
+/// One operation on a connector for a tenant, in a session of its own.
 pub async fn call(
+    connector: &Connector,
+    tenant_id: &str,
+    op: &'static str,
+    request: Value,
+) -> Result<Value, ConnectorError> {
+    let mut session = connector.session(tenant_id, &request["config"]);
+    session.call(op, request).await
+}
+
+/// Calls a native connector off the async threads, bounded by [`CALL_TIMEOUT`].
+async fn call_native(
     connector: Arc<NativeConnector>,
     op: &'static str,
     request: Value,

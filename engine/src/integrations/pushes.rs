@@ -204,9 +204,12 @@ async fn attempt(st: &AppState, p: &PushRow) -> Result<Option<String>, String> {
         .ok_or("the platform is no longer configured")?;
     let request = json!({
         "config": config,
-        "op": {"login": p.login, "amount": p.amount, "comment": p.comment, "idempotencyKey": p.comment},
+        "op": {
+            "login": p.login, "amount": p.amount, "comment": p.comment, "idempotencyKey": p.comment,
+            "kind": if p.kind.starts_with("credit") { "credit" } else { "balance" },
+        },
     });
-    match connectors::call(connector, "push-balance-operation", request).await {
+    match connectors::call(&connector, &p.tenant_id, "push-balance-operation", request).await {
         Ok(v) => Ok(v.as_str().map(str::to_string)),
         Err(e) => Err(e.to_string()),
     }

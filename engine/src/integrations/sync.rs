@@ -5,7 +5,6 @@
 //! not know are counted as `unmatched` and left alone.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
@@ -16,7 +15,7 @@ use super::configs::connector_config;
 use crate::app::AppState;
 use crate::audit;
 use crate::auth::Actor;
-use crate::connectors::{self, NativeConnector};
+use crate::connectors::Connector;
 use crate::events;
 use crate::http::error::ApiResult;
 use crate::util::{new_id, now};
@@ -158,16 +157,18 @@ async fn sync_platform(
     st: &AppState,
     actor: &Actor,
     platform: &str,
-    connector: Arc<NativeConnector>,
+    connector: Connector,
     config: &Value,
 ) -> ApiResult<Tally> {
     let mut t = Tally::default();
+    // One session for the whole run: a WebAssembly connector keeps its platform session.
+    let mut session = connector.session(&actor.tenant_id, config);
     // Every account the platform has, page by page.
     let mut remote = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
         let req = json!({"config": config, "cursor": cursor, "limit": PAGE});
-        match connectors::call(connector.clone(), "list-accounts", req).await {
+        match session.call("list-accounts", req).await {
             Ok(v) => {
                 remote.extend(v["accounts"].as_array().cloned().unwrap_or_default());
                 cursor = v["nextCursor"].as_str().map(str::to_string);
@@ -221,11 +222,11 @@ async fn sync_platform(
     let logins: Vec<String> = known.keys().cloned().collect();
     for chunk in logins.chunks(BATCH) {
         let base = json!({"config": config, "logins": chunk});
-        let balances = connectors::call(connector.clone(), "get-balances", base.clone()).await;
-        let open = connectors::call(connector.clone(), "list-open-positions", base.clone()).await;
+        let balances = session.call("get-balances", base.clone()).await;
+        let open = session.call("list-open-positions", base.clone()).await;
         let mut closed_req = base;
         closed_req["since"] = json!(since);
-        let closed = connectors::call(connector.clone(), "list-closed-positions", closed_req).await;
+        let closed = session.call("list-closed-positions", closed_req).await;
         let mut tx = st.db.begin().await?;
         match balances {
             Ok(list) => {

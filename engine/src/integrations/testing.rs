@@ -30,12 +30,15 @@ pub async fn test(
     };
     let request = json!({ "config": config });
     let started = std::time::Instant::now();
-    let outcome = connectors::call(connector.clone(), "test-connection", request).await;
+    let outcome = connectors::call(&connector, &actor.tenant_id, "test-connection", request).await;
     let elapsed_ms = started.elapsed().as_millis() as i64;
     let (ok, message) = match &outcome {
         Ok(v) => (
             true,
-            v["message"].as_str().unwrap_or("connected").to_string(),
+            v.as_str()
+                .or(v["message"].as_str())
+                .unwrap_or("connected")
+                .to_string(),
         ),
         Err(ConnectorError::Remote { code, message }) => (false, format!("{code}: {message}")),
         Err(e) => (false, e.to_string()),
@@ -57,7 +60,7 @@ pub async fn test(
         "platform": platform,
         "ok": ok,
         "message": message,
-        "connector": {"name": connector.name, "version": connector.version, "kind": "native"},
+        "connector": {"name": connector.name(), "version": connector.version(), "kind": connector.kind()},
         "elapsedMs": elapsed_ms,
         "testedAt": ts,
     });

@@ -8,7 +8,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use super::bindings::lumire::plugin::{config, events, log, storage, types};
+use super::bindings::{config, events, log, storage, types};
 use super::manifest::Manifest;
 use super::storage::Scope;
 use crate::util::new_id;
@@ -19,9 +19,30 @@ pub struct CallCtx {
     /// `None` when a plugin is only inspected (`lumire plugin install`).
     pub db: Option<crate::db::Db>,
     pub secrets: Option<Arc<crate::secrets::SecretBox>>,
+    /// Object storage and the outbound HTTP client; `None` while inspecting.
+    pub services: Option<Arc<Services>>,
     pub manifest: Arc<Manifest>,
     pub tenant_id: Option<String>,
     pub request_id: String,
+    /// Set when a platform connector is called for a tenant's integration: its `config`
+    /// answers from this, not from `plugin_configs`.
+    pub connector: Option<Arc<ConnectorCall>>,
+}
+
+/// What the engine gives plugin calls beyond the database.
+pub struct Services {
+    pub store: Arc<dyn crate::storage::ObjectStore>,
+    pub http: reqwest::Client,
+    pub http_allow_private: bool,
+}
+
+/// A tenant's connector configuration, decrypted for one call.
+pub struct ConnectorCall {
+    /// `{"endpoint": ..., "label": ...}` plus the configuration's settings.
+    pub config: serde_json::Value,
+    pub secrets: std::collections::HashMap<String, String>,
+    /// The host of the configured endpoint, which the connector may reach.
+    pub endpoint_host: Option<String>,
 }
 
 /// `StoreLimits`, remembering whether it refused a memory grow (to name the failure).
@@ -102,6 +123,15 @@ impl HostState {
             max_ticks,
             timed_out: false,
         }
+    }
+
+    pub fn services(&self) -> Option<&Arc<Services>> {
+        self.call.services.as_ref()
+    }
+
+    /// Milliseconds left before the call's deadline.
+    pub fn time_left_ms(&self) -> u64 {
+        self.max_ticks.saturating_sub(self.ticks) * super::runtime::TICK.as_millis() as u64
     }
 
     fn scope(&self) -> Option<Scope<'_>> {
@@ -236,6 +266,9 @@ impl events::Host for HostState {
 
 impl config::Host for HostState {
     async fn get(&mut self) -> String {
+        if let Some(c) = &self.call.connector {
+            return c.config.to_string();
+        }
         if !self.call.manifest.capabilities.config {
             return "{}".into();
         }
@@ -256,6 +289,9 @@ impl config::Host for HostState {
     }
 
     async fn secret(&mut self, name: String) -> Option<String> {
+        if let Some(c) = &self.call.connector {
+            return c.secrets.get(&name).cloned();
+        }
         if !self.call.manifest.capabilities.config {
             return None;
         }

@@ -60,6 +60,7 @@ pub async fn list(State(st): State<AppState>, actor: Actor) -> ApiResult<Json<Va
             json!({
                 "name": m.name,
                 "version": m.version,
+                "world": p.world(),
                 "description": m.description,
                 "capabilities": m.capabilities.names(),
                 "routes": m.routes,
@@ -102,9 +103,18 @@ async fn gate(State(st): State<AppState>, mut req: Request, next: Next) -> Respo
     }
 }
 
+/// Paths served under another name: the partner Leads API uploads documents at
+/// `/lead/{lead_id}/documents`, which plugins serve as `/v1/leads/{lead_id}/documents`.
+pub fn alias(path: &str) -> String {
+    match path.strip_prefix("/lead/") {
+        Some(rest) if rest.ends_with("/documents") => format!("/v1/leads/{rest}"),
+        _ => path.to_string(),
+    }
+}
+
 async fn admit(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
     let method = req.method().as_str().to_ascii_uppercase();
-    let path = req.uri().path().to_string();
+    let path = alias(req.uri().path());
     let (plugin, route, params) = match st.plugins.route(&method, &path) {
         Some((p, m)) => (p.clone(), m.route.clone(), m.params),
         None => return Err(ApiError::NotFound("route")),
@@ -113,8 +123,18 @@ async fn admit(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip().to_string());
-    let actor =
-        authenticate_staff(st, req.headers(), req.method(), ip, &plugin.manifest.name).await?;
+    let partner = crate::partners::partner_actor(st, req.headers(), ip.clone()).await?;
+    let actor = match partner {
+        Some(p) if route.partners => p,
+        Some(_) => {
+            return Err(ApiError::Forbidden(
+                "Partner credentials do not allow this operation.".into(),
+            ));
+        }
+        None => {
+            authenticate_staff(st, req.headers(), req.method(), ip, &plugin.manifest.name).await?
+        }
+    };
     // A tenant that has not enabled the plugin does not see its routes at all.
     let flags = tenant_flags(st, &actor.tenant_id).await?;
     if !enabled(&flags, &plugin.manifest.name) {
@@ -125,7 +145,8 @@ async fn admit(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
     } else {
         route.roles.as_slice()
     };
-    if !actor.roles.iter().any(|r| allowed.contains(r)) {
+    let is_partner = actor.kind == crate::auth::ActorKind::Partner;
+    if !is_partner && !actor.roles.iter().any(|r| allowed.contains(r)) {
         return Err(ApiError::Forbidden(
             "Your role does not allow this operation.".into(),
         ));

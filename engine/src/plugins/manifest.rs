@@ -18,6 +18,9 @@ pub struct RouteSpec {
     pub path: String,
     /// Empty: every team role.
     pub roles: Vec<Role>,
+    /// The manifest named the pseudo-role `partner`: partners with HTTP Basic credentials
+    /// (`partners`) may call the route too.
+    pub partners: bool,
     pub summary: String,
     #[serde(skip)]
     segments: Vec<Segment>,
@@ -138,7 +141,12 @@ impl Manifest {
                 }
             }
             let mut roles = Vec::new();
+            let mut partners = false;
             for name in &r.roles {
+                if name == "partner" {
+                    partners = true;
+                    continue;
+                }
                 let role = Role::parse(name)
                     .ok_or_else(|| format!("route {}: unknown role {name:?}", r.path))?;
                 if !role.assignable() {
@@ -146,10 +154,17 @@ impl Manifest {
                 }
                 roles.push(role);
             }
+            if partners && roles.is_empty() {
+                return Err(format!(
+                    "route {}: a partner route also names the team roles allowed",
+                    r.path
+                ));
+            }
             routes.push(RouteSpec {
                 method,
                 path: r.path,
                 roles,
+                partners,
                 summary: r.summary,
                 segments,
             });

@@ -9,20 +9,30 @@
 //! - `host`: the host interfaces a plugin imports (storage, events, config, log),
 //! - `storage`: the tenant-scoped document store,
 //! - `http`: `GET /v1/plugins` and the fallback that serves plugin routes,
-//! - `events`: delivering outbox events to subscribed, enabled plugins (`handle-event`).
+//! - `events`: delivering outbox events to subscribed, enabled plugins (`handle-event`),
+//! - `jobs`: running the manifests' scheduled jobs (`run-job`) once per interval and tenant,
+//! - `capabilities`: the 0.2.0 host interfaces (files, records, ledger, http-client),
+//! - `connector`: platform-connector components behind the engine's connector calls,
+//! - `approval`: the operator's approval of a plugin's capabilities.
 
+pub mod approval;
 pub mod bindings;
+pub mod capabilities;
+pub mod config_api;
+pub mod connector;
 pub mod events;
 pub mod host;
 pub mod http;
+pub mod jobs;
 pub mod manifest;
+pub mod openapi;
 pub mod registry;
 pub mod runtime;
 pub mod storage;
 
 pub use registry::{Installed, Plugins};
 
-use crate::auth::roles::STAFF;
+use crate::auth::roles::{ADMINS, STAFF};
 use crate::http::api::{Api, Op};
 
 /// The tenant feature flag that enables a plugin.
@@ -36,6 +46,40 @@ pub fn routes(api: &mut Api) {
             .summary("Installed plugins: name, version, capabilities, routes, and whether the calling tenant enabled each (feature flag `plugin.<name>`).")
             .staff(STAFF),
         http::list,
+    );
+    api.add(
+        Op::get("/v1/plugins/{name}/config", "getPluginsNameConfig", "plugins")
+            .summary("The calling tenant's configuration of a plugin and the names of its secrets (never their values).")
+            .staff(ADMINS),
+        config_api::get,
+    );
+    api.add(
+        Op::put("/v1/plugins/{name}/config", "putPluginsNameConfig", "plugins")
+            .summary("Replace the tenant's configuration of a plugin (checked against the manifest's config schema: required properties and top-level types).")
+            .staff(ADMINS)
+            .body(r#"{"config":{"defaultPipeline":"retail"}}"#),
+        config_api::put,
+    );
+    api.add(
+        Op::put(
+            "/v1/plugins/{name}/secrets/{key}",
+            "putPluginsNameSecretsKey",
+            "plugins",
+        )
+        .summary("Set a secret of a plugin for the tenant (write-only, encrypted at rest).")
+        .staff(ADMINS)
+        .body(r#"{"value":"s3cr3t"}"#),
+        config_api::put_secret,
+    );
+    api.add(
+        Op::delete(
+            "/v1/plugins/{name}/secrets/{key}",
+            "deletePluginsNameSecretsKey",
+            "plugins",
+        )
+        .summary("Remove a secret of a plugin for the tenant.")
+        .staff(ADMINS),
+        config_api::delete_secret,
     );
 }
 
@@ -126,6 +170,17 @@ pub async fn install_cli(
     let tmp = settings.plugins_dir.join(format!(".{}.wasm.tmp", m.name));
     std::fs::copy(file, &tmp)?;
     std::fs::rename(&tmp, &target)?;
+    approval::write(
+        &target,
+        &approval::Approval {
+            plugin: m.name.clone(),
+            sha256: p.sha256.clone(),
+            capabilities: caps.clone(),
+            approved_by: std::env::var("USER").unwrap_or_else(|_| "operator".into()),
+            approved_at: crate::util::now(),
+        },
+    )?;
+    writeln!(out, "approved    {}", approval::path_for(&target).display())?;
     writeln!(
         out,
         "installed   {} (restart the engine to load it; tenants enable it with the feature flag {})",

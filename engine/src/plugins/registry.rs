@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
 
-use super::bindings::{FeaturePluginPre, types};
-use super::host::{CallCtx, HostState};
-use super::manifest::{Manifest, RouteMatch};
-use super::runtime::{Failure, Runtime};
+use super::bindings::types;
+use super::host::{CallCtx, ConnectorCall, Services};
+use super::manifest::{Capabilities, Manifest, RouteMatch};
+use super::runtime::{Failure, Pre, Runtime};
 use crate::config::Settings;
 use crate::db::Db;
 use crate::secrets::SecretBox;
@@ -19,15 +19,28 @@ pub struct Installed {
     /// sha256 of the component file.
     pub sha256: String,
     pub file: PathBuf,
-    pre: FeaturePluginPre<HostState>,
+    /// What the manifest asked for, before the operator's approval narrowed it.
+    pub requested: Capabilities,
+    pub(crate) pre: Pre,
+}
+
+impl Installed {
+    /// `feature-plugin` or `platform-connector`.
+    pub fn world(&self) -> &'static str {
+        match self.pre {
+            Pre::Feature(_) => "feature-plugin",
+            Pre::Connector(_) => "platform-connector",
+        }
+    }
 }
 
 /// Every plugin installed on this engine, and the runtime that runs them.
 pub struct Plugins {
-    runtime: Option<Runtime>,
+    pub(crate) runtime: Option<Runtime>,
     installed: Vec<Arc<Installed>>,
     db: Option<Db>,
     secrets: Option<Arc<SecretBox>>,
+    services: Option<Arc<Services>>,
 }
 
 impl Plugins {
@@ -37,6 +50,7 @@ impl Plugins {
             installed: Vec::new(),
             db: None,
             secrets: None,
+            services: None,
         }
     }
 
@@ -47,17 +61,25 @@ impl Plugins {
         settings: &Settings,
         db: &Db,
         secrets: &Arc<SecretBox>,
+        store: Arc<dyn crate::storage::ObjectStore>,
     ) -> anyhow::Result<Plugins> {
         let files = wasm_files(&settings.plugins_dir)?;
         if files.is_empty() {
             return Ok(Plugins::none());
         }
         let runtime = Runtime::new(settings).context("starting the plugin runtime")?;
+        let http = super::capabilities::outbound::client(settings.plugin_http_allow_private)
+            .context("building the plugins' HTTP client")?;
         let plugins = Plugins {
             runtime: Some(runtime),
             installed: Vec::new(),
             db: Some(db.clone()),
             secrets: Some(secrets.clone()),
+            services: Some(Arc::new(Services {
+                store,
+                http,
+                http_allow_private: settings.plugin_http_allow_private,
+            })),
         };
         plugins.install_all(files).await
     }
@@ -71,6 +93,7 @@ impl Plugins {
             tracing::info!(
                 plugin = %p.manifest.name,
                 version = %p.manifest.version,
+                world = p.world(),
                 capabilities = ?p.manifest.capabilities.names(),
                 routes = p.manifest.routes.len(),
                 "plugin installed"
@@ -94,9 +117,7 @@ impl Plugins {
         }
         let plugins = Plugins {
             runtime: Some(Runtime::new(settings).context("starting the plugin runtime")?),
-            installed: Vec::new(),
-            db: None,
-            secrets: None,
+            ..Plugins::none()
         };
         Ok(plugins.install_all(files).await?.installed)
     }
@@ -122,7 +143,18 @@ impl Plugins {
             .describe(&pre, self.ctx(placeholder, None, String::new())?)
             .await
             .map_err(|f| anyhow::anyhow!("describe {f}"))?;
-        let manifest = Manifest::from_wit(raw).map_err(|e| anyhow::anyhow!("manifest: {e}"))?;
+        let mut manifest = Manifest::from_wit(raw).map_err(|e| anyhow::anyhow!("manifest: {e}"))?;
+        let requested = manifest.capabilities.clone();
+        if let Some(approval) = super::approval::read(file)? {
+            manifest.capabilities = approval.grant(&manifest.name, &sha256, &requested)?;
+        }
+        if matches!(pre, Pre::Connector(_))
+            && !(manifest.routes.is_empty()
+                && manifest.events.is_empty()
+                && manifest.jobs.is_empty())
+        {
+            bail!("a platform connector declares no routes, events or jobs");
+        }
         if self
             .installed
             .iter()
@@ -144,6 +176,7 @@ impl Plugins {
             manifest: Arc::new(manifest),
             sha256,
             file: file.to_path_buf(),
+            requested,
             pre,
         }))
     }
@@ -157,10 +190,37 @@ impl Plugins {
         Ok(CallCtx {
             db: self.db.clone(),
             secrets: self.secrets.clone(),
+            services: self.services.clone(),
             manifest,
             tenant_id,
             request_id,
+            connector: None,
         })
+    }
+
+    /// The call context of a connector call for a tenant's integration.
+    pub(crate) fn connector_ctx(
+        &self,
+        plugin: &Installed,
+        tenant_id: &str,
+        connector: ConnectorCall,
+    ) -> CallCtx {
+        CallCtx {
+            db: self.db.clone(),
+            secrets: self.secrets.clone(),
+            services: self.services.clone(),
+            manifest: plugin.manifest.clone(),
+            tenant_id: Some(tenant_id.to_string()),
+            request_id: format!("connector:{}", crate::util::new_id()),
+            connector: Some(Arc::new(connector)),
+        }
+    }
+
+    /// The installed platform connectors.
+    pub fn connectors(&self) -> impl Iterator<Item = &Arc<Installed>> {
+        self.installed
+            .iter()
+            .filter(|p| matches!(p.pre, Pre::Connector(_)))
     }
 
     /// Compiles and describes a component without installing it or touching a database
@@ -168,9 +228,7 @@ impl Plugins {
     pub async fn inspect(settings: &Settings, file: &Path) -> anyhow::Result<Arc<Installed>> {
         let plugins = Plugins {
             runtime: Some(Runtime::new(settings).context("starting the plugin runtime")?),
-            installed: Vec::new(),
-            db: None,
-            secrets: None,
+            ..Plugins::none()
         };
         plugins.install(file).await
     }
@@ -183,6 +241,7 @@ impl Plugins {
     pub fn route(&self, method: &str, path: &str) -> Option<(&Arc<Installed>, RouteMatch<'_>)> {
         self.installed
             .iter()
+            .filter(|p| matches!(p.pre, Pre::Feature(_)))
             .find_map(|p| p.manifest.match_route(method, path).map(|m| (p, m)))
     }
 
@@ -204,7 +263,7 @@ impl Plugins {
                 request.request_id.clone(),
             )
             .map_err(|e| Failure::Unavailable(e.to_string()))?;
-        let (inst, mut store) = runtime.instantiate(&plugin.pre, ctx).await?;
+        let (inst, mut store) = runtime.instantiate(feature(plugin)?, ctx).await?;
         let r = tokio::time::timeout(
             runtime.timeout(),
             inst.call_handle_http(&mut store, &request),
@@ -234,13 +293,51 @@ impl Plugins {
                 format!("event:{}", event.id),
             )
             .map_err(|e| Failure::Unavailable(e.to_string()))?;
-        let (inst, mut store) = runtime.instantiate(&plugin.pre, ctx).await?;
+        let (inst, mut store) = runtime.instantiate(feature(plugin)?, ctx).await?;
         let r = tokio::time::timeout(
             runtime.timeout(),
             inst.call_handle_event(&mut store, &event),
         )
         .await;
         runtime.outcome(&store, r)
+    }
+
+    /// Calls `run-job` of `plugin` for `tenant_id`; errors as for [`Plugins::handle_event`].
+    pub async fn run_job(
+        &self,
+        plugin: &Installed,
+        tenant_id: &str,
+        job: &str,
+    ) -> Result<Result<(), String>, Failure> {
+        let runtime = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| Failure::Unavailable("no runtime".into()))?;
+        let ctx = self
+            .ctx(
+                plugin.manifest.clone(),
+                Some(tenant_id.to_string()),
+                format!("job:{job}:{}", crate::util::new_id()),
+            )
+            .map_err(|e| Failure::Unavailable(e.to_string()))?;
+        let (inst, mut store) = runtime.instantiate(feature(plugin)?, ctx).await?;
+        let r = tokio::time::timeout(
+            runtime.timeout(),
+            inst.call_run_job(&mut store, tenant_id, job),
+        )
+        .await;
+        runtime.outcome(&store, r)
+    }
+}
+
+fn feature(
+    plugin: &Installed,
+) -> Result<&super::bindings::FeaturePluginPre<super::host::HostState>, Failure> {
+    match &plugin.pre {
+        Pre::Feature(p) => Ok(p),
+        Pre::Connector(_) => Err(Failure::Unavailable(
+            "a platform connector has no feature-plugin exports".into(),
+        )),
     }
 }
 

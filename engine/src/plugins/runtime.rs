@@ -12,7 +12,9 @@ use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
 };
 
-use super::bindings::{FeaturePlugin, FeaturePluginPre, types};
+use super::bindings::{
+    FeaturePlugin, FeaturePluginPre, PlatformConnector, PlatformConnectorPre, types,
+};
 use super::host::{CallCtx, HostState};
 use crate::config::Settings;
 use crate::util::sha256_hex;
@@ -50,6 +52,15 @@ impl std::fmt::Display for Failure {
         }
     }
 }
+
+/// A component linked and ready to instantiate, by the world it implements.
+pub enum Pre {
+    Feature(FeaturePluginPre<HostState>),
+    Connector(PlatformConnectorPre<HostState>),
+}
+
+/// The export that marks a component as a platform connector.
+const CONNECTOR_EXPORT: &str = "lumire:plugin/connector@0.2.0";
 
 pub struct Runtime {
     engine: Engine,
@@ -134,11 +145,22 @@ impl Runtime {
         Ok((component, sha))
     }
 
-    pub fn prepare(&self, component: &Component) -> anyhow::Result<FeaturePluginPre<HostState>> {
+    /// Links a component against the host: a `platform-connector` when it exports the
+    /// connector interface, a `feature-plugin` (0.1.0 or 0.2.0: their exports are the same)
+    /// otherwise.
+    pub fn prepare(&self, component: &Component) -> anyhow::Result<Pre> {
         let pre = self.linker.instantiate_pre(component).context(
-            "linking the component (does it implement lumire:plugin/feature-plugin@0.1.0?)",
+            "linking the component (does it implement a world of lumire:plugin@0.1.0 or @0.2.0?)",
         )?;
-        FeaturePluginPre::new(pre)
+        let is_connector = component
+            .component_type()
+            .exports(&self.engine)
+            .any(|(name, _)| name == CONNECTOR_EXPORT);
+        if is_connector {
+            Ok(Pre::Connector(PlatformConnectorPre::new(pre)?))
+        } else {
+            Ok(Pre::Feature(FeaturePluginPre::new(pre)?))
+        }
     }
 
     fn store(&self, call: CallCtx) -> Store<HostState> {
@@ -173,34 +195,61 @@ impl Runtime {
         }
     }
 
-    /// A fresh instance of `pre` in a fresh store, within the limits.
+    fn started<T>(&self, store: &Store<HostState>, r: wasmtime::Result<T>) -> Result<T, Failure> {
+        r.map_err(|e| match self.classify(store, e) {
+            Failure::Trap(t) => Failure::Unavailable(t),
+            other => other,
+        })
+    }
+
+    /// A fresh instance of a feature plugin in a fresh store, within the limits.
     pub async fn instantiate(
         &self,
         pre: &FeaturePluginPre<HostState>,
         call: CallCtx,
     ) -> Result<(FeaturePlugin, Store<HostState>), Failure> {
         let mut store = self.store(call);
-        match pre.instantiate_async(&mut store).await {
-            Ok(i) => Ok((i, store)),
-            Err(e) => Err(match self.classify(&store, e) {
-                Failure::Trap(t) => Failure::Unavailable(t),
-                other => other,
-            }),
-        }
+        let r = pre.instantiate_async(&mut store).await;
+        self.started(&store, r).map(|i| (i, store))
+    }
+
+    /// A fresh instance of a platform connector in a fresh store. Several calls of one engine
+    /// operation may use it; [`Runtime::rearm`] gives each its own deadline.
+    pub async fn instantiate_connector(
+        &self,
+        pre: &PlatformConnectorPre<HostState>,
+        call: CallCtx,
+    ) -> Result<(PlatformConnector, Store<HostState>), Failure> {
+        let mut store = self.store(call);
+        let r = pre.instantiate_async(&mut store).await;
+        self.started(&store, r).map(|i| (i, store))
+    }
+
+    /// Resets the deadline before the next call on a store that already served one.
+    pub fn rearm(&self, store: &mut Store<HostState>) {
+        let s = store.data_mut();
+        s.ticks = 0;
+        s.timed_out = false;
+        store.set_epoch_deadline(1);
     }
 
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms) + Duration::from_secs(2)
     }
 
-    pub async fn describe(
-        &self,
-        pre: &FeaturePluginPre<HostState>,
-        call: CallCtx,
-    ) -> Result<types::Manifest, Failure> {
-        let (inst, mut store) = self.instantiate(pre, call).await?;
-        let r = tokio::time::timeout(self.timeout(), inst.call_describe(&mut store)).await;
-        self.outcome(&store, r)
+    pub async fn describe(&self, pre: &Pre, call: CallCtx) -> Result<types::Manifest, Failure> {
+        match pre {
+            Pre::Feature(pre) => {
+                let (inst, mut store) = self.instantiate(pre, call).await?;
+                let r = tokio::time::timeout(self.timeout(), inst.call_describe(&mut store)).await;
+                self.outcome(&store, r)
+            }
+            Pre::Connector(pre) => {
+                let (inst, mut store) = self.instantiate_connector(pre, call).await?;
+                let r = tokio::time::timeout(self.timeout(), inst.call_describe(&mut store)).await;
+                self.outcome(&store, r)
+            }
+        }
     }
 
     pub fn outcome<R>(

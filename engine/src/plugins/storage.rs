@@ -5,9 +5,9 @@ use base64::Engine as _;
 use serde_json::Value;
 use sqlx::AnyConnection;
 
-use super::bindings::lumire::plugin::storage::{Document, Error, Filter, Op, Page, Query, Write};
+use super::bindings::storage::{Document, Error, Filter, Op, Page, Query, Write};
 use super::manifest::Manifest;
-use crate::db::{Db, SqlBuilder};
+use crate::db::{Db, SqlBuilder, Tx};
 use crate::util::now;
 
 /// Largest stored document (the JSON text), in bytes.
@@ -317,21 +317,28 @@ pub async fn find(db: &Db, scope: &Scope<'_>, q: &Query) -> Result<Page, Error> 
 }
 
 pub async fn batch(db: &Db, scope: &Scope<'_>, writes: &[Write]) -> Result<(), Error> {
+    let mut tx = db.begin().await.map_err(db_err)?;
+    apply(&mut tx, scope, writes).await?;
+    tx.commit().await.map_err(db_err)
+}
+
+/// Applies `writes` inside the caller's transaction (a `batch`, or a ledger post whose storage
+/// writes commit together with its entry).
+pub async fn apply(tx: &mut Tx, scope: &Scope<'_>, writes: &[Write]) -> Result<(), Error> {
     if writes.len() > MAX_BATCH {
         return Err(Error::Invalid(format!("at most {MAX_BATCH} writes")));
     }
-    let mut tx = db.begin().await.map_err(db_err)?;
     for w in writes {
         match &w.body {
             Some(body) => {
-                put_in(&mut tx, scope, &w.collection, &w.id, body).await?;
+                put_in(&mut **tx, scope, &w.collection, &w.id, body).await?;
             }
             None => {
-                delete_in(&mut tx, scope, &w.collection, &w.id).await?;
+                delete_in(&mut **tx, scope, &w.collection, &w.id).await?;
             }
         }
     }
-    tx.commit().await.map_err(db_err)
+    Ok(())
 }
 
 /// Removes every document of a plugin (all tenants): for uninstalling.

@@ -86,25 +86,27 @@ pub async fn list(
     ))
 }
 
-#[derive(Deserialize)]
+/// A new trader: the body of `POST /v1/traders`, also built by the engine itself (plugins'
+/// core-records interface).
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CreateBody {
-    email: Option<String>,
-    phone: Option<String>,
-    first_name: Option<String>,
-    last_name: Option<String>,
-    country: Option<String>,
-    date_of_birth: Option<String>,
-    segments: Option<Vec<String>>,
-    source: Option<String>,
-    assigned_to_id: Option<String>,
-    metadata: Option<Value>,
-    address_line1: Option<String>,
-    address_line2: Option<String>,
-    city: Option<String>,
-    postal_code: Option<String>,
-    region: Option<String>,
-    referred_by_trader_id: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub country: Option<String>,
+    pub date_of_birth: Option<String>,
+    pub segments: Option<Vec<String>>,
+    pub source: Option<String>,
+    pub assigned_to_id: Option<String>,
+    pub metadata: Option<Value>,
+    pub address_line1: Option<String>,
+    pub address_line2: Option<String>,
+    pub city: Option<String>,
+    pub postal_code: Option<String>,
+    pub region: Option<String>,
+    pub referred_by_trader_id: Option<String>,
 }
 
 fn check_common(
@@ -184,6 +186,14 @@ pub async fn create(
     actor: Actor,
     ApiJson(b): ApiJson<CreateBody>,
 ) -> ApiResult<(StatusCode, Json<TraderView>)> {
+    let mut tx = st.db.begin().await?;
+    let view = create_in(&mut tx, &actor, b).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Validates and inserts a trader inside `tx`, with its `trader.created` event and audit entry.
+pub async fn create_in(tx: &mut Tx, actor: &Actor, b: CreateBody) -> ApiResult<TraderView> {
     let mut v = Validator::new();
     let email = v.required("email", b.email.as_deref()).map(str::to_string);
     v.email("email", email.as_deref());
@@ -209,14 +219,13 @@ pub async fn create(
     v.finish()?;
     let email = email.unwrap_or_default();
     let id = new_id();
-    let mut tx = st.db.begin().await?;
     if let Some(a) = &b.assigned_to_id {
-        check_assignee(&mut tx, &actor.tenant_id, a, "assignedToId").await?;
+        check_assignee(tx, &actor.tenant_id, a, "assignedToId").await?;
     }
     if let Some(r) = &b.referred_by_trader_id {
-        check_referrer(&mut tx, &actor.tenant_id, r, &id).await?;
+        check_referrer(tx, &actor.tenant_id, r, &id).await?;
     }
-    if email_taken(&mut tx, &actor.tenant_id, &email.to_lowercase(), "").await? {
+    if email_taken(tx, &actor.tenant_id, &email.to_lowercase(), "").await? {
         return Err(ApiError::conflict(
             "trader_email_taken",
             "A trader with this email already exists.",
@@ -250,12 +259,12 @@ pub async fn create(
     .bind(&b.postal_code)
     .bind(&b.region)
     .bind(&b.referred_by_trader_id)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    let view = TraderView::from(load(&mut *tx, &actor.tenant_id, &id).await?);
+    let view = TraderView::from(load(&mut **tx, &actor.tenant_id, &id).await?);
     let after = view_json(&view);
     events::emit(
-        &mut tx,
+        tx,
         &actor.tenant_id,
         "trader.created",
         "trader",
@@ -264,8 +273,8 @@ pub async fn create(
     )
     .await?;
     audit::record(
-        &mut tx,
-        &actor,
+        tx,
+        actor,
         "trader.create",
         "trader",
         Some(&id),
@@ -273,8 +282,7 @@ pub async fn create(
         Some(&after),
     )
     .await?;
-    tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok(view)
 }
 
 pub async fn get(

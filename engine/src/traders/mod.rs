@@ -1,7 +1,7 @@
 //! Traders: the CRM's records of a broker's clients. List, create, read, update, soft-delete,
 //! segments, suspend and unsuspend.
 
-mod handlers;
+pub mod handlers;
 pub mod model;
 
 pub use handlers::{change_segments, check_assignee};

@@ -1,0 +1,192 @@
+//! The plugin host beyond the basics of tests/api/plugins.rs: a component built against the
+//! frozen 0.1.0 world, core-records scoped to the calling tenant, scheduled jobs, a tenant's
+//! plugin configuration and secrets, partner credentials, and plugin routes in OpenAPI.
+
+use lumire_tests::{assert_field_error, assert_problem};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::plugins::{enable, plugin, spawn};
+
+#[tokio::test]
+async fn a_component_built_against_0_1_0_still_loads_and_runs() {
+    let app = spawn().await;
+    let owner = app.register_owner().await;
+    let (s, list) = owner.get("/v1/plugins").await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let legacy = plugin(&list, "legacy-v0-1");
+    assert_eq!(legacy["world"], "feature-plugin");
+    assert_eq!(plugin(&list, "leads-intake")["world"], "feature-plugin");
+
+    let (s, _) = owner.get("/v1/legacy/ping").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "not enabled yet");
+    enable(&owner, "legacy-v0-1").await;
+    let (s, b) = owner.get("/v1/legacy/ping").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b, json!({"world": "0.1.0", "stored": true, "read": true}));
+}
+
+#[tokio::test]
+async fn core_records_never_reach_another_tenant() {
+    let app = spawn().await;
+    let a = app.register_owner().await;
+    let b = app.register_owner().await;
+    let (s, trader) = a
+        .post("/v1/traders", json!({"email": "secret.whale@example.com"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{trader}");
+    let id = trader["id"].as_str().unwrap();
+    enable(&a, "test-hostile").await;
+    enable(&b, "test-hostile").await;
+
+    // Tenant B's plugin asks for tenant A's trader by id: the host scopes it to B.
+    let (s, body) = b.get(&format!("/v1/hostile/peek?id={id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    assert!(!body.to_string().contains("secret.whale"), "{body}");
+    // Tenant A's own call reads it: the capability works, the scope is the difference.
+    let (s, body) = a.get(&format!("/v1/hostile/peek?id={id}")).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["leaked"], "secret.whale@example.com");
+}
+
+#[tokio::test]
+async fn scheduled_jobs_run_once_per_interval_for_enabling_tenants_only() {
+    let app = spawn().await;
+    let on = app.register_owner().await;
+    let off = app.register_owner().await;
+    enable(&on, "legacy-v0-1").await;
+    let runs = lumire_engine::plugins::jobs::run_once(&app.state)
+        .await
+        .expect("jobs");
+    assert_eq!(runs, 1, "one enabled tenant, one job");
+    // Not due again within the hour, whichever process asks.
+    let again = lumire_engine::plugins::jobs::run_once(&app.state)
+        .await
+        .expect("jobs");
+    assert_eq!(again, 0);
+    let sql =
+        "SELECT COUNT(*) FROM plugin_documents WHERE tenant_id = $1 AND plugin = 'legacy-v0-1'";
+    assert_eq!(app.count(sql, &on.tenant_id).await, 1);
+    assert_eq!(app.count(sql, &off.tenant_id).await, 0);
+    let finished = "SELECT COUNT(*) FROM plugin_job_runs WHERE tenant_id = $1 AND runs = 1 AND last_error IS NULL";
+    assert_eq!(app.count(finished, &on.tenant_id).await, 1);
+}
+
+#[tokio::test]
+async fn a_tenant_configures_a_plugin_and_its_secrets_stay_write_only() {
+    let app = spawn().await;
+    let owner = app.register_owner().await;
+    let other = app.register_owner().await;
+    let sales = app.member(&owner, &["sales"]).await;
+
+    let (s, b) = owner
+        .put(
+            "/v1/plugins/leads-intake/config",
+            json!({"config": {"defaultSource": "web"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["config"]["defaultSource"], "web");
+    let (s, b) = owner
+        .put(
+            "/v1/plugins/leads-intake/secrets/crmToken",
+            json!({"value": "tok_very_secret"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["secrets"], json!(["crmToken"]));
+    let (s, b) = owner.get("/v1/plugins/leads-intake/config").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!b.to_string().contains("tok_very_secret"), "{b}");
+    // Stored sealed, not in clear.
+    let clear = app
+        .count(
+            "SELECT COUNT(*) FROM plugin_configs WHERE tenant_id = $1 AND secrets LIKE '%tok_very_secret%'",
+            &owner.tenant_id,
+        )
+        .await;
+    assert_eq!(clear, 0);
+    // Another tenant has its own (empty) configuration.
+    let (s, b) = other.get("/v1/plugins/leads-intake/config").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["config"], json!({}));
+    assert_eq!(b["secrets"], json!([]));
+
+    let (s, b) = owner
+        .put("/v1/plugins/leads-intake/config", json!({"config": [1]}))
+        .await;
+    assert_field_error(s, &b, "config");
+    let (s, b) = owner
+        .put(
+            "/v1/plugins/leads-intake/secrets/bad%20key",
+            json!({"value": "x"}),
+        )
+        .await;
+    assert_field_error(s, &b, "key");
+    let (s, _) = owner.get("/v1/plugins/no-such-plugin/config").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = sales.get("/v1/plugins/leads-intake/config").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = app.anonymous().get("/v1/plugins/leads-intake/config").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    let (s, _) = owner
+        .delete("/v1/plugins/leads-intake/secrets/crmToken")
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, b) = owner
+        .delete("/v1/plugins/leads-intake/secrets/crmToken")
+        .await;
+    assert_problem(s, &b, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test]
+async fn partner_credentials_are_issued_listed_and_revoked() {
+    let app = spawn().await;
+    let owner = app.register_owner().await;
+    let other = app.register_owner().await;
+    let sales = app.member(&owner, &["sales"]).await;
+    let (s, issued) = owner
+        .post("/v1/partner-credentials", json!({"name": "Acme Leads"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{issued}");
+    let id = issued["id"].as_str().unwrap().to_string();
+    assert!(issued["password"].as_str().unwrap().len() >= 32);
+    assert_eq!(issued["username"], format!("{}.{}", owner.tenant_id, id));
+    let (s, list) = owner.get("/v1/partner-credentials").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["data"][0]["id"], id);
+    assert!(list["data"][0].get("password").is_none(), "{list}");
+
+    let (s, b) = owner.post("/v1/partner-credentials", json!({})).await;
+    assert_field_error(s, &b, "name");
+    let (s, _) = sales.get("/v1/partner-credentials").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, _) = app.anonymous().get("/v1/partner-credentials").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = other
+        .post(&format!("/v1/partner-credentials/{id}/revoke"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another tenant's credential");
+
+    let (s, b) = owner
+        .post(&format!("/v1/partner-credentials/{id}/revoke"), json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b["revokedAt"].is_string());
+    let (s, b) = owner
+        .post(&format!("/v1/partner-credentials/{id}/revoke"), json!({}))
+        .await;
+    assert_problem(s, &b, StatusCode::CONFLICT, "already_revoked");
+}
+
+#[tokio::test]
+async fn plugin_routes_are_in_the_openapi_document() {
+    let app = spawn().await;
+    let (s, doc) = app.anonymous().get("/openapi.json").await;
+    assert_eq!(s, StatusCode::OK);
+    let op = &doc["paths"]["/v1/leads"]["post"];
+    assert_eq!(op["tags"], json!(["leads"]), "{op}");
+    assert!(op["description"].as_str().unwrap().contains("leads-intake"));
+    assert!(doc["paths"]["/v1/legacy/ping"]["get"].is_object());
+}
