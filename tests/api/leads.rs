@@ -2,7 +2,6 @@
 //! Leads API, lead documents (multipart uploads into the object storage), and the `sales` tag
 //! (leads, pipelines, activities, convert).
 
-use lumire_engine::storage::ObjectStore as _;
 use lumire_tests::{Member, TestApp, assert_field_error, assert_problem};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -114,10 +113,7 @@ fn multipart(parts: &[(&str, Option<&str>, &str, &[u8])]) -> (String, Vec<u8>) {
         body.extend_from_slice(b"\r\n");
     }
     body.extend_from_slice(format!("--{BOUNDARY}--\r\n").as_bytes());
-    (
-        format!("multipart/form-data; boundary={BOUNDARY}"),
-        body,
-    )
+    (format!("multipart/form-data; boundary={BOUNDARY}"), body)
 }
 
 fn document(filename: &str, content: &[u8]) -> (String, Vec<u8>) {
@@ -227,10 +223,20 @@ async fn partner_credentials_are_issued_listed_and_revoked() {
         .post("/v1/sales/leads", json!({"email": "p@example.com"}))
         .await;
     assert_problem(s, &b, StatusCode::FORBIDDEN, "forbidden");
-    let (s, b) = acme.get("/v1/traders").await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
-    let (s, b) = acme.get("/v1/partner-credentials").await;
-    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    // The engine's own routes do not know partner credentials at all: the Basic header is no
+    // session or API key there (401 `unauthenticated`), and nothing is shown.
+    for path in [
+        "/v1/traders",
+        "/v1/partner-credentials",
+        "/v1/tenants/current",
+    ] {
+        let (s, b) = acme.get(path).await;
+        assert_problem(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+    }
+    let (s, b) = acme
+        .post("/v1/traders", json!({"email": "sneaky@example.com"}))
+        .await;
+    assert_problem(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
 
     // A wrong password, an unknown user, no credentials at all: 401.
     let (s, _) = acme.with_password("wrong").get("/v1/leads").await;
@@ -245,14 +251,20 @@ async fn partner_credentials_are_issued_listed_and_revoked() {
     // Another tenant cannot revoke it.
     let other = tenant(&app).await;
     let (s, _) = other
-        .post(&format!("/v1/partner-credentials/{}/revoke", acme.id), json!({}))
+        .post(
+            &format!("/v1/partner-credentials/{}/revoke", acme.id),
+            json!({}),
+        )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _) = acme.get("/v1/leads").await;
     assert_eq!(s, StatusCode::OK);
 
     let (s, b) = owner
-        .post(&format!("/v1/partner-credentials/{}/revoke", acme.id), json!({}))
+        .post(
+            &format!("/v1/partner-credentials/{}/revoke", acme.id),
+            json!({}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert!(b["revokedAt"].is_string(), "{b}");
@@ -261,7 +273,10 @@ async fn partner_credentials_are_issued_listed_and_revoked() {
     let (s, _) = acme.post("/v1/leads", lead_body("Late")).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (s, b) = owner
-        .post(&format!("/v1/partner-credentials/{}/revoke", acme.id), json!({}))
+        .post(
+            &format!("/v1/partner-credentials/{}/revoke", acme.id),
+            json!({}),
+        )
         .await;
     assert_problem(s, &b, StatusCode::CONFLICT, "already_revoked");
 }
@@ -304,7 +319,10 @@ async fn a_partner_sees_only_its_own_leads_and_the_team_sees_all() {
         .await;
     assert_problem(s, &b, StatusCode::NOT_FOUND, "not_found");
     let (s, b) = one
-        .upload(&format!("/lead/{team_lead}/documents"), document("a.jpg", b"x"))
+        .upload(
+            &format!("/lead/{team_lead}/documents"),
+            document("a.jpg", b"x"),
+        )
         .await;
     assert_problem(s, &b, StatusCode::NOT_FOUND, "not_found");
 
@@ -348,7 +366,10 @@ async fn documents_are_stored_in_the_object_storage() {
     // The partner's path, as the Leads API documents it.
     let jpeg: Vec<u8> = (0..=255u8).cycle().take(250).collect();
     let (s, b) = partner
-        .upload(&format!("/lead/{lead}/documents"), document("image.jpg", &jpeg))
+        .upload(
+            &format!("/lead/{lead}/documents"),
+            document("image.jpg", &jpeg),
+        )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
     let file_id = b["file"]["id"].as_str().expect("file id").to_string();
@@ -395,7 +416,10 @@ async fn documents_are_stored_in_the_object_storage() {
     assert_eq!(docs[0]["content_type"], "image/jpeg");
     assert_eq!(docs[1]["content_type"], "application/pdf");
     assert!(docs[0].get("key").is_none(), "{b}");
-    assert_eq!(events(&app, &owner.tenant_id, "lead.document_uploaded").await, 2);
+    assert_eq!(
+        events(&app, &owner.tenant_id, "lead.document_uploaded").await,
+        2
+    );
 
     // Bad uploads: 400 naming the field.
     let path = format!("/v1/leads/{lead}/documents");
@@ -510,7 +534,10 @@ async fn sales_leads_are_created_listed_read_and_updated() {
         assert_field_error(s, &b, f);
     }
     let (s, b) = owner
-        .post("/v1/sales/leads", json!({"email": "ok@example.com", "status": "qualified"}))
+        .post(
+            "/v1/sales/leads",
+            json!({"email": "ok@example.com", "status": "qualified"}),
+        )
         .await;
     assert_field_error(s, &b, "status");
 
@@ -563,7 +590,10 @@ async fn sales_leads_are_created_listed_read_and_updated() {
         .await;
     assert_problem(s, &b, StatusCode::CONFLICT, "illegal_status_change");
     let (s, b) = owner
-        .patch(&format!("/v1/sales/leads/{id}"), json!({"status": "converted"}))
+        .patch(
+            &format!("/v1/sales/leads/{id}"),
+            json!({"status": "converted"}),
+        )
         .await;
     assert_problem(s, &b, StatusCode::CONFLICT, "illegal_status_change");
     let (s, b) = owner
@@ -571,7 +601,10 @@ async fn sales_leads_are_created_listed_read_and_updated() {
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let (s, b) = owner
-        .patch(&format!("/v1/sales/leads/{id}"), json!({"status": "qualified"}))
+        .patch(
+            &format!("/v1/sales/leads/{id}"),
+            json!({"status": "qualified"}),
+        )
         .await;
     assert_problem(s, &b, StatusCode::CONFLICT, "illegal_status_change");
     let (s, b) = owner
@@ -636,7 +669,11 @@ async fn sales_leads_are_created_listed_read_and_updated() {
 
     // A tenant that has not enabled the plugin.
     let off = app.register_owner().await;
-    for path in ["/v1/sales/leads", "/v1/sales/pipelines", "/v1/sales/activities"] {
+    for path in [
+        "/v1/sales/leads",
+        "/v1/sales/pipelines",
+        "/v1/sales/activities",
+    ] {
         let (s, b) = off.get(path).await;
         assert_problem(s, &b, StatusCode::NOT_FOUND, "not_found");
     }
@@ -683,7 +720,10 @@ async fn pipelines_hold_stages_and_one_default() {
     assert_eq!(lead["pipelineStageId"], fresh.as_str());
     let id = lead["id"].as_str().unwrap();
     let (s, b) = owner
-        .patch(&format!("/v1/sales/leads/{id}"), json!({"pipelineStageId": demo}))
+        .patch(
+            &format!("/v1/sales/leads/{id}"),
+            json!({"pipelineStageId": demo}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["pipelineStageId"], demo.as_str());
@@ -692,7 +732,10 @@ async fn pipelines_hold_stages_and_one_default() {
         .await;
     assert_eq!(b["data"].as_array().unwrap().len(), 1);
     let (s, b) = owner
-        .patch(&format!("/v1/sales/leads/{id}"), json!({"pipelineStageId": null}))
+        .patch(
+            &format!("/v1/sales/leads/{id}"),
+            json!({"pipelineStageId": null}),
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     assert!(b["pipelineId"].is_null());
@@ -748,7 +791,10 @@ async fn pipelines_hold_stages_and_one_default() {
         assert_field_error(s, &b, f);
     }
     let (s, b) = owner
-        .post("/v1/sales/pipelines", json!({"slug": "x", "name": "X", "stages": []}))
+        .post(
+            "/v1/sales/pipelines",
+            json!({"slug": "x", "name": "X", "stages": []}),
+        )
         .await;
     assert_field_error(s, &b, "stages");
 
@@ -833,7 +879,9 @@ async fn activities_are_recorded_about_leads_and_traders() {
         .await;
     assert_eq!(b["data"].as_array().unwrap().len(), 1);
     let (_, b) = owner
-        .get(&format!("/v1/sales/activities?traderId={trader_id}&kind=note"))
+        .get(&format!(
+            "/v1/sales/activities?traderId={trader_id}&kind=note"
+        ))
         .await;
     assert_eq!(b["data"].as_array().unwrap().len(), 1);
     let (s, b) = owner.get("/v1/sales/activities?kind=fax").await;
@@ -953,7 +1001,10 @@ async fn converting_a_lead_creates_a_trader() {
 
     // Activities on a converted lead belong to its trader too.
     let (_, a) = owner
-        .post("/v1/sales/activities", json!({"leadId": id, "kind": "email"}))
+        .post(
+            "/v1/sales/activities",
+            json!({"leadId": id, "kind": "email"}),
+        )
         .await;
     assert_eq!(a["traderId"], trader_id.as_str());
 
@@ -986,7 +1037,10 @@ async fn converting_a_lead_creates_a_trader() {
         .await;
     let lost_id = lost["id"].as_str().unwrap();
     owner
-        .patch(&format!("/v1/sales/leads/{lost_id}"), json!({"status": "lost"}))
+        .patch(
+            &format!("/v1/sales/leads/{lost_id}"),
+            json!({"status": "lost"}),
+        )
         .await;
     let (s, b) = owner
         .post(&format!("/v1/sales/leads/{lost_id}/convert"), json!({}))
@@ -1043,7 +1097,10 @@ async fn partner_leads_appear_in_the_sales_pipeline() {
         .await;
     assert_eq!(s, StatusCode::OK, "{b}");
     let (s, t) = owner
-        .get(&format!("/v1/traders/{}", b["trader"]["id"].as_str().unwrap()))
+        .get(&format!(
+            "/v1/traders/{}",
+            b["trader"]["id"].as_str().unwrap()
+        ))
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(t["email"], "pia@example.com");

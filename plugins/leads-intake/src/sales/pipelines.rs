@@ -87,6 +87,7 @@ fn stages(b: &mut Body, items: Vec<Value>) -> Vec<Stage> {
         return Vec::new();
     }
     let mut out: Vec<Stage> = Vec::new();
+    let mut positions: Vec<i64> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let at = |f: &str| format!("stages[{i}].{f}");
         let Some(obj) = item.as_object() else {
@@ -100,19 +101,19 @@ fn stages(b: &mut Body, items: Vec<Value>) -> Vec<Stage> {
         }
         let name = match obj.get("name") {
             Some(Value::String(s)) if !s.trim().is_empty() && s.trim().chars().count() <= 100 => {
-                s.trim().to_string()
+                Some(s.trim().to_string())
             }
             Some(Value::String(_)) => {
                 b.fail(&at("name"), "must be 1 to 100 characters");
-                continue;
+                None
             }
             None | Some(Value::Null) => {
                 b.fail(&at("name"), "is required");
-                continue;
+                None
             }
             Some(_) => {
                 b.fail(&at("name"), "must be a string");
-                continue;
+                None
             }
         };
         let int = |b: &mut Body, f: &str, default: i64, max: i64| match obj.get(f) {
@@ -125,22 +126,24 @@ fn stages(b: &mut Body, items: Vec<Value>) -> Vec<Stage> {
                 }
             },
         };
-        let (Some(position), Some(probability)) = (
-            int(b, "position", i as i64, 10_000),
-            int(b, "probability", 0, 100),
-        ) else {
-            continue;
-        };
-        if out.iter().any(|s| s.position == position) {
-            b.fail(&at("position"), "is used by another stage");
-            continue;
+        let position = int(b, "position", i as i64, 10_000);
+        let probability = int(b, "probability", 0, 100);
+        // Positions are checked across all stages, whatever else is wrong with them.
+        if let Some(p) = position {
+            if positions.contains(&p) {
+                b.fail(&at("position"), "is used by another stage");
+                continue;
+            }
+            positions.push(p);
         }
-        out.push(Stage {
-            id: storage::new_id("stage"),
-            name,
-            position,
-            probability,
-        });
+        if let (Some(name), Some(position), Some(probability)) = (name, position, probability) {
+            out.push(Stage {
+                id: storage::new_id("stage"),
+                name,
+                position,
+                probability,
+            });
+        }
     }
     out.sort_by_key(|s| s.position);
     out
