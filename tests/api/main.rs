@@ -27,6 +27,7 @@ mod risk_rules;
 mod s3_storage;
 mod segments;
 mod stripe_webhooks;
+mod support;
 mod symbols;
 mod tags;
 mod team;
