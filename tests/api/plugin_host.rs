@@ -190,3 +190,139 @@ async fn plugin_routes_are_in_the_openapi_document() {
     assert!(op["description"].as_str().unwrap().contains("leads-intake"));
     assert!(doc["paths"]["/v1/legacy/ping"]["get"].is_object());
 }
+
+/// A test app whose plugins may reach loopback addresses (`allow_private`) or not.
+pub(crate) async fn spawn_http(allow_private: bool) -> lumire_tests::TestApp {
+    let dir = crate::plugins::plugins_dir();
+    lumire_tests::TestApp::spawn_with(move |s| {
+        s.plugins_dir = dir;
+        s.plugin_cache_dir = Some(crate::plugins::cache_dir());
+        s.plugin_timeout_ms = 3000;
+        s.plugin_http_allow_private = allow_private;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn ledger_posts_are_balanced_idempotent_and_atomic_with_storage() {
+    let app = spawn().await;
+    let owner = app.register_owner().await;
+    let other = app.register_owner().await;
+    enable(&owner, "test-capabilities").await;
+    enable(&other, "test-capabilities").await;
+    let (_, trader) = owner
+        .post("/v1/traders", json!({"email": "pool.member@example.com"}))
+        .await;
+    let tid = trader["id"].as_str().unwrap();
+
+    // From the plugin's pool to the trader: +50 on the wallet.
+    let (s, first) = owner
+        .post(
+            "/v1/captest/transfer",
+            json!({"traderId": tid, "amount": "-50.00", "key": "payout-1"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{first}");
+    assert_eq!(first["transfers"], 1);
+    // The same key again moves nothing and answers the first entry.
+    let (s, again) = owner
+        .post(
+            "/v1/captest/transfer",
+            json!({"traderId": tid, "amount": "-50.00", "key": "payout-1"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{again}");
+    assert_eq!(again["entryId"], first["entryId"]);
+    let (_, b) = owner
+        .get(&format!("/v1/payments/traders/{tid}/balances"))
+        .await;
+    assert!(b.to_string().contains("50"), "{b}");
+    let (_, wallet) = owner
+        .get(&format!("/v1/captest/balance?trader={tid}"))
+        .await;
+    assert_eq!(wallet["balance"], "50.00");
+
+    // More than the wallet holds: refused, and the storage write of the same call is undone.
+    let (s, b) = owner
+        .post(
+            "/v1/captest/transfer",
+            json!({"traderId": tid, "amount": "80.00", "key": "fee-1"}),
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::CONFLICT, "insufficient_funds");
+    let docs = "SELECT COUNT(*) FROM plugin_documents WHERE tenant_id = $1 AND plugin = 'test-capabilities'";
+    assert_eq!(app.count(docs, &owner.tenant_id).await, 1);
+    let (_, pool) = owner.get("/v1/captest/balance").await;
+    assert_eq!(pool["balance"], "-50.00");
+
+    // Another tenant's trader does not exist for this tenant's plugin.
+    let (s, b) = other
+        .post(
+            "/v1/captest/transfer",
+            json!({"traderId": tid, "amount": "-1.00", "key": "x"}),
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::BAD_REQUEST, "invalid_entry");
+    // Every posting is a balanced ledger entry of this tenant.
+    let sums = "SELECT COUNT(*) FROM journal_entries WHERE tenant_id = $1 AND kind = 'plugin:test-capabilities:transfer'";
+    assert_eq!(app.count(sums, &owner.tenant_id).await, 1);
+    assert_eq!(app.count(sums, &other.tenant_id).await, 0);
+}
+
+#[tokio::test]
+async fn files_are_kept_under_the_tenant_and_plugin() {
+    let app = spawn().await;
+    let owner = app.register_owner().await;
+    enable(&owner, "test-capabilities").await;
+    let resp = owner
+        .raw_request(reqwest::Method::POST, "/v1/captest/files")
+        .header("content-type", "text/plain")
+        .body("hello plugin")
+        .send()
+        .await
+        .unwrap();
+    let s = resp.status();
+    let b: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(b["roundTrip"], true);
+    assert_eq!(b["size"], 12);
+    let key = b["key"].as_str().unwrap();
+    assert!(key.ends_with("note.txt") && !key.contains('/'), "{key}");
+}
+
+#[tokio::test]
+async fn outbound_http_reaches_only_allowed_hosts() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let router = axum::Router::new().route("/hello", axum::routing::get(|| async { "hi there" }));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    let open = spawn_http(true).await;
+    let owner = open.register_owner().await;
+    enable(&owner, "test-capabilities").await;
+    let (s, b) = owner
+        .get(&format!(
+            "/v1/captest/fetch?url=http://127.0.0.1:{port}/hello"
+        ))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["body"], "hi there");
+    // A host the manifest does not list.
+    let (s, b) = owner
+        .get(&format!(
+            "/v1/captest/fetch?url=http://localhost:{port}/hello"
+        ))
+        .await;
+    assert_problem(s, &b, StatusCode::FORBIDDEN, "http_denied");
+
+    // Without the operator's permission, loopback stays out of reach even when listed.
+    let guarded = spawn_http(false).await;
+    let owner = guarded.register_owner().await;
+    enable(&owner, "test-capabilities").await;
+    let (s, b) = owner
+        .get(&format!(
+            "/v1/captest/fetch?url=http://127.0.0.1:{port}/hello"
+        ))
+        .await;
+    assert_problem(s, &b, StatusCode::FORBIDDEN, "http_denied");
+}

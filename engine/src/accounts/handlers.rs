@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::model::{
-    ACCOUNT_COLUMNS, AccountRow, AccountView, MAX_LEVERAGE, PLATFORMS, STATUSES, load,
-    require_trader, transition_allowed, view_json,
+    ACCOUNT_COLUMNS, AccountRow, AccountView, MAX_LEVERAGE, STATUSES, load, require_trader,
+    transition_allowed, view_json,
 };
 use crate::app::AppState;
 use crate::audit;
@@ -38,7 +38,11 @@ pub async fn list(
     )?;
     let param = |name: &str| q.get(name).map(String::as_str).filter(|v| !v.is_empty());
     let mut v = Validator::new();
-    v.one_of("platform", param("platform"), PLATFORMS);
+    v.one_of(
+        "platform",
+        param("platform"),
+        &st.connectors.allowed_platforms(),
+    );
     v.one_of("status", param("status"), STATUSES);
     v.one_of("isDemo", param("isDemo"), &["true", "false"]);
     v.finish()?;
@@ -164,7 +168,11 @@ pub async fn create(
     let platform = v
         .required("platform", b.platform.as_deref())
         .map(str::to_string);
-    v.one_of("platform", platform.as_deref(), PLATFORMS);
+    v.one_of(
+        "platform",
+        platform.as_deref(),
+        &st.connectors.allowed_platforms(),
+    );
     let account_number = v
         .required("accountNumber", b.account_number.as_deref())
         .map(str::to_string);
@@ -294,7 +302,7 @@ pub async fn update(
     v.one_of(
         "platform",
         b.platform.value().map(String::as_str),
-        PLATFORMS,
+        &st.connectors.allowed_platforms(),
     );
     let account_number = b.account_number.value().map(|s| s.trim().to_string());
     if account_number.as_deref() == Some("") {

@@ -194,6 +194,18 @@ impl Registry {
         self.wasm.get(platform).cloned().map(Connector::Wasm)
     }
 
+    /// Platforms accounts and integrations may name: the engine's list, plus any platform an
+    /// installed connector (native or WebAssembly) serves.
+    pub fn allowed_platforms(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = crate::accounts::model::PLATFORMS.to_vec();
+        for p in self.native.keys().chain(self.wasm.keys()) {
+            if !v.contains(&p.as_str()) {
+                v.push(p.as_str());
+            }
+        }
+        v
+    }
+
     pub fn platforms(&self) -> Vec<String> {
         let mut v: Vec<String> = self
             .native

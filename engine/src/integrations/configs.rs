@@ -15,8 +15,6 @@ use crate::http::json::ApiJson;
 use crate::http::validate::Validator;
 use crate::util::now;
 
-/// Platforms a connector may be configured for: those trading accounts live on.
-pub use crate::accounts::model::PLATFORMS;
 const MAX_CREDENTIALS: usize = 20;
 
 #[derive(sqlx::FromRow)]
@@ -190,7 +188,11 @@ pub async fn upsert(
     let platform = v
         .required("platform", b.platform.as_deref())
         .map(str::to_lowercase);
-    v.one_of("platform", platform.as_deref(), PLATFORMS);
+    v.one_of(
+        "platform",
+        platform.as_deref(),
+        &st.connectors.allowed_platforms(),
+    );
     v.max_len("label", b.label.as_deref(), 100);
     if let Some(e) = b.endpoint.as_deref() {
         check_endpoint(&mut v, e);

@@ -331,10 +331,10 @@ pub async fn apply(tx: &mut Tx, scope: &Scope<'_>, writes: &[Write]) -> Result<(
     for w in writes {
         match &w.body {
             Some(body) => {
-                put_in(&mut **tx, scope, &w.collection, &w.id, body).await?;
+                put_in(tx, scope, &w.collection, &w.id, body).await?;
             }
             None => {
-                delete_in(&mut **tx, scope, &w.collection, &w.id).await?;
+                delete_in(tx, scope, &w.collection, &w.id).await?;
             }
         }
     }

@@ -10,7 +10,11 @@
 //!   positions each, synced once through the native demo connector; prints accounts/s,
 //!   positions/s and memory (needs `cargo build --release -p lumire-native-connector-example`).
 //!
-//! usage: lumire-loadgen [--db sqlite|postgres] [--scenario traders|money|sync|all] [--seconds N]
+//! - `plugins` (not part of `all`): a plugin route against a native route doing the same
+//!   storage work, plugin instantiation per call and the cost of one host call (needs
+//!   `./scripts/build-plugins`).
+//!
+//! usage: lumire-loadgen [--db sqlite|postgres] [--scenario traders|money|sync|plugins|all] [--seconds N]
 //!                       [--concurrency N] [--seed N] [--accounts N] [--positions N]
 //! PostgreSQL: LUMIRE_LOADGEN_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres); a
 //! database is created for the run and dropped afterwards.
@@ -19,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+mod plugin_bench;
 mod sync_bench;
 
 use anyhow::{Context, bail};
@@ -104,6 +109,9 @@ async fn main() -> anyhow::Result<()> {
         // The benchmark runs the sync itself.
         settings.sync_interval_secs = 0;
     }
+    if args.scenario == "plugins" {
+        settings.plugins_dir = plugin_bench::plugins_dir(&dir)?;
+    }
     let result = run(&args, settings).await;
     if let Some((admin, name)) = pg {
         let pool = sqlx::AnyPool::connect(&admin).await?;
@@ -117,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(args: &Args, settings: Settings) -> anyhow::Result<()> {
     let app = App::build(settings).await?;
+    let state = app.state().clone();
     let base = format!("http://127.0.0.1:{}", app.port());
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
@@ -153,6 +162,16 @@ async fn run(args: &Args, settings: Settings) -> anyhow::Result<()> {
     );
     if args.scenario == "traders" || args.scenario == "all" {
         traders(args, &client, &base, &ids).await;
+    }
+    if args.scenario == "plugins" {
+        let tenant: serde_json::Value = client
+            .get(format!("{base}/v1/tenants/current"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let tenant_id = tenant["id"].as_str().context("tenant id")?.to_string();
+        plugin_bench::run(args, &state, &client, &base, &tenant_id, &ids).await?;
     }
     if args.scenario == "sync" {
         sync_bench::run(

@@ -1,0 +1,214 @@
+//! `--scenario plugins`: what running a feature as a WebAssembly plugin costs.
+//!
+//! - the same storage work through a plugin route and a native route: one record read by id
+//!   (`GET /v1/leads?id=` of leads-intake, a document by primary key, against
+//!   `GET /v1/traders/{id}`, a row by primary key) and one record written
+//!   (`POST /v1/leads` against `POST /v1/traders`), each with the same concurrency;
+//! - the time to instantiate a plugin and call a trivial export (`test-hostile`'s `ok` route,
+//!   called in-process, sequentially);
+//! - the cost of one host call (`hostcalls?n=` with and without 10,000 calls).
+//!
+//! The plugins come from `plugins/dist` and `plugins/dist-test` (`./scripts/build-plugins`).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use lumire_engine::plugins::bindings::types;
+use serde_json::json;
+
+use super::{Args, measure, report};
+
+/// A directory holding the bundled and the test plugins the scenario needs.
+pub fn plugins_dir(run_dir: &Path) -> anyhow::Result<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = run_dir.join("plugins");
+    std::fs::create_dir_all(&dir)?;
+    for (from, name) in [
+        ("plugins/dist", "leads-intake.wasm"),
+        ("plugins/dist-test", "test-hostile.wasm"),
+    ] {
+        std::fs::copy(root.join(from).join(name), dir.join(name)).with_context(|| {
+            format!("{from}/{name} is missing: run ./scripts/build-plugins first")
+        })?;
+    }
+    Ok(dir)
+}
+
+fn lead(n: u64) -> serde_json::Value {
+    json!({
+        "customer": {"first_name": format!("Load{n}"), "email": format!("lead{n}@example.com"), "phone": "0412312312"},
+        "company": {"name": "Bench Pty", "abn": 115213748},
+        "loan": {"requested_amount": 15000, "installments": 52}
+    })
+}
+
+pub async fn run(
+    args: &Args,
+    state: &lumire_engine::app::AppState,
+    client: &reqwest::Client,
+    base: &str,
+    tenant_id: &str,
+    trader_ids: &std::sync::Arc<Vec<String>>,
+) -> anyhow::Result<()> {
+    let r = client
+        .patch(format!("{base}/v1/tenants/current"))
+        .json(&json!({"featureFlags": {"plugin.leads-intake": true, "plugin.test-hostile": true}}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "enabling the plugins failed");
+    // A lead per seeded trader to read back.
+    let mut lead_ids = Vec::new();
+    for n in 0..trader_ids.len().min(1000) as u64 {
+        let r = client
+            .post(format!("{base}/v1/leads"))
+            .json(&lead(n))
+            .send()
+            .await?;
+        let v: serde_json::Value = r.json().await?;
+        lead_ids.push(v[0]["id"].as_str().context("lead id")?.to_string());
+    }
+    let lead_ids = std::sync::Arc::new(lead_ids);
+
+    let native_read = measure(args, {
+        let (client, base, ids) = (client.clone(), base.to_string(), trader_ids.clone());
+        move |n| {
+            let url = format!("{base}/v1/traders/{}", ids[n as usize % ids.len()]);
+            let client = client.clone();
+            async move {
+                client
+                    .get(url)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16() == 200)
+            }
+        }
+    })
+    .await;
+    report("native read (trader)", &native_read, args.seconds);
+    let plugin_read = measure(args, {
+        let (client, base, ids) = (client.clone(), base.to_string(), lead_ids.clone());
+        move |n| {
+            let url = format!("{base}/v1/leads?id={}", ids[n as usize % ids.len()]);
+            let client = client.clone();
+            async move {
+                client
+                    .get(url)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16() == 200)
+            }
+        }
+    })
+    .await;
+    report("plugin read (lead)", &plugin_read, args.seconds);
+    let native_write = measure(args, {
+        let (client, base) = (client.clone(), base.to_string());
+        move |n| {
+            let url = format!("{base}/v1/traders");
+            let body = json!({"email": format!("bench-{n}-{}@example.com", ulid_like()), "firstName": "Load"});
+            let client = client.clone();
+            async move { client.post(url).json(&body).send().await.map(|r| r.status().as_u16() == 201) }
+        }
+    })
+    .await;
+    report("native write (trader)", &native_write, args.seconds);
+    let plugin_write = measure(args, {
+        let (client, base) = (client.clone(), base.to_string());
+        move |n| {
+            let url = format!("{base}/v1/leads");
+            let body = lead(n + 1_000_000);
+            let client = client.clone();
+            async move {
+                client
+                    .post(url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16() == 201)
+            }
+        }
+    })
+    .await;
+    report("plugin write (lead)", &plugin_write, args.seconds);
+    let ratio = |p: &super::Outcome, n: &super::Outcome| {
+        p.latencies_us.len() as f64 / n.latencies_us.len().max(1) as f64 * 100.0
+    };
+    println!(
+        "plugin/native throughput: read {:.1}%, write {:.1}%",
+        ratio(&plugin_read, &native_read),
+        ratio(&plugin_write, &native_write)
+    );
+
+    // Instantiation and a trivial call, in-process and sequential.
+    let hostile = state
+        .plugins
+        .installed()
+        .iter()
+        .find(|p| p.manifest.name == "test-hostile")
+        .context("test-hostile installed")?
+        .clone();
+    let request = |route: &str, query: Vec<(String, String)>| types::HttpRequest {
+        tenant_id: tenant_id.to_string(),
+        actor: types::Actor {
+            kind: "user".into(),
+            id: "bench".into(),
+            roles: vec!["owner".into()],
+        },
+        request_id: "bench".into(),
+        method: "GET".into(),
+        path: route.to_string(),
+        route: route.to_string(),
+        path_params: Vec::new(),
+        query,
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    let calls = 2000;
+    let started = Instant::now();
+    for _ in 0..calls {
+        state
+            .plugins
+            .handle_http(&hostile, tenant_id, request("/v1/hostile/ok", Vec::new()))
+            .await
+            .map_err(|f| anyhow::anyhow!("{f}"))?;
+    }
+    let per_call = started.elapsed().as_secs_f64() * 1e6 / calls as f64;
+    println!("instantiate + trivial call: {per_call:.1} us per call ({calls} sequential calls)");
+
+    let host_calls = 10_000u32;
+    let timed = |n: u32| {
+        let req = request("/v1/hostile/hostcalls", vec![("n".into(), n.to_string())]);
+        let plugins = state.plugins.clone();
+        let hostile = hostile.clone();
+        let tenant = tenant_id.to_string();
+        async move {
+            let t = Instant::now();
+            plugins
+                .handle_http(&hostile, &tenant, req)
+                .await
+                .map_err(|f| anyhow::anyhow!("{f}"))?;
+            Ok::<f64, anyhow::Error>(t.elapsed().as_secs_f64())
+        }
+    };
+    let mut with = f64::MAX;
+    let mut without = f64::MAX;
+    for _ in 0..5 {
+        with = with.min(timed(host_calls).await?);
+        without = without.min(timed(0).await?);
+    }
+    println!(
+        "one host call (storage.new-id): {:.2} us (best of 5: {host_calls} calls in {:.1} ms, none in {:.1} ms)",
+        (with - without) * 1e6 / host_calls as f64,
+        with * 1e3,
+        without * 1e3
+    );
+    Ok(())
+}
+
+fn ulid_like() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default()
+}
