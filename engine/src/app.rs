@@ -63,6 +63,7 @@ pub fn register_all(api: &mut Api) {
     crate::webhooks::routes(api);
     crate::risk_rules::routes(api);
     crate::workflows::routes(api);
+    crate::support::routes(api);
     crate::plugins::routes(api);
 }
 

@@ -34,6 +34,7 @@ pub mod scripting;
 pub mod secrets;
 pub mod segments;
 pub mod storage;
+pub mod support;
 pub mod symbols;
 pub mod tags;
 pub mod team;

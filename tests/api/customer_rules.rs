@@ -270,3 +270,118 @@ async fn crud_validation_auth_and_tenancy() {
     let (s, _) = owner.delete(&format!("/v1/customers/rules/{a}")).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
+
+async fn mails(app: &TestApp, to: &str, template: &str) -> Vec<(String, String)> {
+    sqlx::query_as("SELECT subject, body FROM mail_outbox WHERE to_addr = $1 AND template = $2")
+        .bind(to)
+        .bind(template)
+        .fetch_all(app.db.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn rule_decisions_tell_the_customer_by_mail() {
+    let app = TestApp::spawn().await;
+    let owner = app.register_owner().await;
+    rule(
+        &owner,
+        json!({"name": "No US", "trigger": "signup", "condition": {"customer.country": "US"}, "action": "reject", "reason": "We cannot serve US residents", "priority": 1}),
+    )
+    .await;
+    rule(
+        &owner,
+        json!({"name": "No FR", "trigger": "signup", "condition": {"customer.country": "FR"}, "action": "reject", "priority": 2}),
+    )
+    .await;
+    rule(
+        &owner,
+        json!({"name": "GB ok", "trigger": "signup", "condition": {"customer.country": "GB"}, "action": "approve", "priority": 3}),
+    )
+    .await;
+    rule(
+        &owner,
+        json!({"name": "Approve on change", "trigger": "update", "action": "approve"}),
+    )
+    .await;
+    // The US customer keeps its portal session to see the rejection end it.
+    let portal = app.client();
+    let (s, b) = portal
+        .post(
+            "/v1/public/signup",
+            json!({"email": "joe@x.example", "password": PASSWORD, "firstName": "Joe", "lastName": "D", "country": "US", "tenantSlug": owner.slug}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    assert_eq!(portal.get("/v1/public/me").await.0, StatusCode::OK);
+    signup(&app, &owner, "marie@x.example", "FR").await;
+    let (_, gb_trader) = signup(&app, &owner, "ada@x.example", "GB").await;
+    drain(&app).await;
+
+    assert_eq!(
+        mails(&app, "ada@x.example", "customer.approved").await,
+        [(
+            "Test Broker: Your account has been approved".to_string(),
+            "Your client portal account has been approved. You can now fund your account and trade.\n"
+                .to_string()
+        )]
+    );
+    assert_eq!(
+        mails(&app, "joe@x.example", "customer.rejected").await,
+        [(
+            "Test Broker: Your application was not approved".to_string(),
+            "Your client portal application was not approved. Reason: We cannot serve US residents\n"
+                .to_string()
+        )]
+    );
+    // Without a reason on the rule, none is made up for the customer.
+    assert_eq!(
+        mails(&app, "marie@x.example", "customer.rejected").await,
+        [(
+            "Test Broker: Your application was not approved".to_string(),
+            "Your client portal application was not approved.\n".to_string()
+        )]
+    );
+    assert!(
+        mails(&app, "marie@x.example", "customer.approved")
+            .await
+            .is_empty()
+    );
+    // As with a manual rejection: a portal notice, and the customer's sessions end.
+    assert_eq!(
+        portal.get("/v1/public/me").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM trader_notifications WHERE tenant_id = $1 AND kind IN ('customer.approved', 'customer.rejected')",
+            &owner.tenant_id
+        )
+        .await,
+        3
+    );
+
+    // A rule approving a customer who is already approved changes nothing and mails nothing.
+    let (s, b) = owner
+        .patch(
+            &format!("/v1/traders/{gb_trader}"),
+            json!({"phone": "+441111111111"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    drain(&app).await;
+    assert_eq!(
+        mails(&app, "ada@x.example", "customer.approved")
+            .await
+            .len(),
+        1
+    );
+    let (outcome,): (String,) = sqlx::query_as(
+        "SELECT outcome FROM customer_rule_decisions WHERE tenant_id = $1 AND decision = 'approve' ORDER BY id DESC LIMIT 1",
+    )
+    .bind(&owner.tenant_id)
+    .fetch_one(app.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(outcome, "unchanged");
+}

@@ -294,8 +294,8 @@ async fn validation_auth_and_tenancy() {
             json!({"name": "x", "triggerType": "a.b", "condition": {"country": "DE"}}),
         ),
         (
-            "actions[0].type",
-            json!({"name": "x", "triggerType": "a.b", "actions": [{"type": "create_ticket"}]}),
+            "actions[0].priority",
+            json!({"name": "x", "triggerType": "a.b", "actions": [{"type": "create_ticket", "subject": "s", "body": "b", "priority": "asap"}]}),
         ),
         (
             "actions[0].type",

@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 
 use super::VARS;
 use crate::audit::{self, AuditActor};
+use crate::auth::session::{self, Subject};
+use crate::customers::Decision;
 use crate::db::{Db, Tx};
 use crate::http::error::ApiResult;
 use crate::scripting::{ScriptError, cache, convert, sandbox};
@@ -300,10 +302,24 @@ async fn apply(
     .bind(&ts)
     .execute(&mut **tx)
     .await?;
-    let after = crate::customers::CustomerView::from(
-        crate::customers::load(&mut **tx, tenant, customer_id).await?,
-    );
-    let after = serde_json::to_value(after).unwrap_or(Value::Null);
+    let row = crate::customers::load(&mut **tx, tenant, customer_id).await?;
+    // The customer hears of an approval or rejection as from a manual decision.
+    let told = match (changed, r.action.as_str()) {
+        (true, "approve") => Some(Decision::Approved),
+        (true, "reject") => Some(Decision::Rejected {
+            reason: params.get("reason").and_then(Value::as_str),
+        }),
+        _ => None,
+    };
+    if let Some(decision) = told {
+        crate::customers::tell_decision(tx, tenant, &row, decision).await?;
+        if let Decision::Rejected { .. } = decision {
+            // As a manual rejection does, this ends the customer's portal sessions.
+            session::revoke_all(tx, tenant, Subject::Customer, customer_id, None).await?;
+        }
+    }
+    let after =
+        serde_json::to_value(crate::customers::CustomerView::from(row)).unwrap_or(Value::Null);
     let rule_ref = json!({"id": r.id, "name": r.name, "version": r.version, "eventId": ev.id});
     if changed {
         let payload = if event == "trader.tag_applied" {

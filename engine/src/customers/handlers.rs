@@ -12,6 +12,7 @@ use super::model::{
     CUSTOMER_COLUMNS, CustomerRow, CustomerView, LoginRow, LoginView, MESSAGE_COLUMNS, MessageRow,
     MessageView, STATUSES, clean_body, insert_message, load, view_json,
 };
+use super::notice::{Decision, tell_decision, tenant_name};
 use crate::app::AppState;
 use crate::audit;
 use crate::auth::Actor;
@@ -91,46 +92,18 @@ pub async fn get(
     )))
 }
 
-async fn tenant_name(tx: &mut Tx, tenant_id: &str) -> ApiResult<String> {
-    Ok(crate::identity::load_tenant(&mut **tx, tenant_id)
-        .await?
-        .name)
-}
-
 /// Writes the status change, its notification, e-mail, event and audit entry.
 async fn finish_decision(
     tx: &mut Tx,
     actor: &Actor,
     cur: CustomerRow,
-    event: &str,
-    notice: (&str, String),
+    decision: Decision<'_>,
 ) -> ApiResult<CustomerView> {
     let before = view_json(&CustomerView::from(cur.clone()));
     let view = CustomerView::from(load(&mut **tx, &actor.tenant_id, &cur.id).await?);
     let after = view_json(&view);
-    let (title, body) = notice;
-    notify(
-        tx,
-        &actor.tenant_id,
-        &cur.trader_id,
-        event,
-        title,
-        &body,
-        &json!({"customerId": cur.id}),
-    )
-    .await?;
-    let broker = tenant_name(tx, &actor.tenant_id).await?;
-    mail::enqueue(
-        tx,
-        Mail {
-            tenant_id: &actor.tenant_id,
-            to: &cur.email,
-            subject: &format!("{broker}: {title}"),
-            body: &format!("{body}\n"),
-            template: event,
-        },
-    )
-    .await?;
+    let event = decision.event();
+    tell_decision(tx, &actor.tenant_id, &cur, decision).await?;
     events::emit(tx, &actor.tenant_id, event, "customer", &cur.id, &after).await?;
     audit::record(
         tx,
@@ -182,18 +155,7 @@ pub async fn approve(
     if changed == 0 {
         return Err(raced());
     }
-    let view = finish_decision(
-        &mut tx,
-        &actor,
-        cur,
-        "customer.approved",
-        (
-            "Your account has been approved",
-            "Your client portal account has been approved. You can now fund your account and trade."
-                .into(),
-        ),
-    )
-    .await?;
+    let view = finish_decision(&mut tx, &actor, cur, Decision::Approved).await?;
     tx.commit().await?;
     Ok(Json(view))
 }
@@ -255,11 +217,9 @@ pub async fn reject(
         &mut tx,
         &actor,
         cur,
-        "customer.rejected",
-        (
-            "Your application was not approved",
-            format!("Your client portal application was not approved. Reason: {reason}"),
-        ),
+        Decision::Rejected {
+            reason: Some(&reason),
+        },
     )
     .await?;
     tx.commit().await?;

@@ -4,8 +4,10 @@
 
 mod handlers;
 pub mod model;
+pub mod notice;
 
 pub use model::{CustomerRow, CustomerView, load};
+pub use notice::{Decision, tell_decision};
 
 use crate::auth::roles::{CLIENT_WRITE, STAFF};
 use crate::http::api::{Api, Op};

@@ -15,8 +15,6 @@ use crate::http::json::ApiJson;
 use crate::http::validate::Validator;
 use crate::util::now;
 
-/// Platforms a connector may be configured for: those trading accounts live on.
-pub use crate::accounts::model::PLATFORMS;
 const MAX_CREDENTIALS: usize = 20;
 
 #[derive(sqlx::FromRow)]

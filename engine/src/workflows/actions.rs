@@ -10,8 +10,7 @@ use crate::db::Tx;
 use crate::http::error::{ApiError, ApiResult, FieldError};
 use crate::util::{new_id, now, parse_json};
 
-/// Action types the engine knows. `create_ticket` is reserved: there is no support-ticket
-/// module yet, so it is refused on save rather than silently dropped.
+/// Action types the engine knows.
 pub const TYPES: &[&str] = &[
     "add_tag",
     "remove_tag",
@@ -22,6 +21,7 @@ pub const TYPES: &[&str] = &[
     "emit_event",
     "send_email",
     "call_webhook",
+    "create_ticket",
 ];
 
 /// Trader fields a workflow may set (besides `metadata.<key>` and `assign`).
@@ -68,6 +68,18 @@ pub enum Action {
     CallWebhook {
         subscription_id: String,
     },
+    CreateTicket {
+        subject: String,
+        body: String,
+        #[serde(default = "default_priority")]
+        priority: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        assigned_to_id: Option<String>,
+    },
+}
+
+fn default_priority() -> String {
+    "normal".into()
 }
 
 impl Action {
@@ -82,6 +94,7 @@ impl Action {
             Action::EmitEvent { .. } => "emit_event",
             Action::SendEmail { .. } => "send_email",
             Action::CallWebhook { .. } => "call_webhook",
+            Action::CreateTicket { .. } => "create_ticket",
         }
     }
 
@@ -105,12 +118,6 @@ pub fn parse(v: &Value, field: &str) -> Result<Action, FieldError> {
     let kind = v.get("type").and_then(Value::as_str);
     match kind {
         None => return Err(FieldError::new(format!("{field}.type"), "is required")),
-        Some("create_ticket") => {
-            return Err(FieldError::new(
-                format!("{field}.type"),
-                "create_ticket is not available yet (the support module does not exist)",
-            ));
-        }
         Some(k) if !TYPES.contains(&k) => {
             return Err(FieldError::new(
                 format!("{field}.type"),
@@ -176,6 +183,18 @@ pub fn parse(v: &Value, field: &str) -> Result<Action, FieldError> {
                 ));
             }
         }
+        Action::CreateTicket {
+            subject,
+            body,
+            priority,
+            ..
+        } => {
+            let errors =
+                crate::support::domain::check_fields(Some(subject), Some(body), Some(priority));
+            if let Some(e) = errors.into_iter().next() {
+                return Err(FieldError::new(format!("{field}.{}", e.field), e.message));
+            }
+        }
         _ => {}
     }
     Ok(a)
@@ -203,6 +222,14 @@ pub async fn check_refs(
             "SELECT id FROM webhook_subscriptions WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
             subscription_id,
             "subscriptionId",
+        ),
+        Action::CreateTicket {
+            assigned_to_id: Some(user_id),
+            ..
+        } => (
+            "SELECT id FROM users WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+            user_id,
+            "assignedToId",
         ),
         _ => return Ok(None),
     };
@@ -313,6 +340,33 @@ fn fill(template: &str, trader: &Value) -> String {
         out = out.replace(&format!("{{{{{key}}}}}"), v);
     }
     out
+}
+
+/// A `create_ticket` subject filled in for the trader. Filling in a name can push it past the
+/// ticket's limit; the end is cut.
+fn ticket_subject(template: &str, trader: &Value) -> String {
+    fill(template, trader)
+        .chars()
+        .take(crate::support::model::SUBJECT_MAX)
+        .collect()
+}
+
+/// An action as a dry run shows it: its templates (`send_email`, `create_ticket`) filled in for
+/// the sample's trader, so the admin reads the e-mail or ticket it would produce.
+pub fn preview(a: &Action, trader: &Value) -> Value {
+    let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
+    match a {
+        Action::SendEmail { subject, body, .. } => {
+            v["subject"] = fill(subject, trader).into();
+            v["body"] = fill(body, trader).into();
+        }
+        Action::CreateTicket { subject, body, .. } => {
+            v["subject"] = ticket_subject(subject, trader).into();
+            v["body"] = fill(body, trader).into();
+        }
+        _ => {}
+    }
+    v
 }
 
 /// Carries out one action in the run's transaction; returns what was done.
@@ -542,6 +596,62 @@ pub async fn execute(
             )
             .await?;
             Ok(json!({"type": "call_webhook", "subscriptionId": subscription_id}))
+        }
+        Action::CreateTicket {
+            subject,
+            body,
+            priority,
+            assigned_to_id,
+        } => {
+            let trader =
+                crate::traders::TraderView::from(crate::traders::load(&mut **tx, tenant, t).await?);
+            let tj = serde_json::to_value(&trader).unwrap_or(Value::Null);
+            let subject = ticket_subject(subject, &tj);
+            let body = fill(body, &tj);
+            let label = r.label();
+            let made = crate::support::domain::create(
+                tx,
+                tenant,
+                crate::support::domain::NewTicket {
+                    trader_id: t,
+                    subject: &subject,
+                    body: &body,
+                    priority,
+                    assigned_to_id: assigned_to_id.as_deref(),
+                    source: "workflow",
+                    external_id: None,
+                    created_by: crate::support::model::Author {
+                        kind: "workflow".into(),
+                        id: Some(r.workflow_id.to_string()),
+                        label: Some(label),
+                    },
+                },
+            )
+            .await;
+            let ticket = match made {
+                Ok(ticket) => ticket,
+                // A trader or assignee that is gone is the run's failure, not the engine's.
+                Err(e) if e.status().is_client_error() => {
+                    return Err(failed(format!("create_ticket: {}", e.detail())));
+                }
+                Err(e) => return Err(e),
+            };
+            let after = serde_json::to_value(&ticket).unwrap_or(Value::Null);
+            emit(tx, r, "ticket.created", "ticket", &ticket.id, &after).await?;
+            audit(
+                tx,
+                r,
+                "ticket.create",
+                "ticket",
+                &ticket.id,
+                None,
+                Some(&after),
+            )
+            .await?;
+            Ok(json!({
+                "type": "create_ticket", "traderId": t, "ticketId": ticket.id,
+                "subject": ticket.subject, "priority": ticket.priority,
+            }))
         }
     }
 }

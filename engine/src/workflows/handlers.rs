@@ -414,7 +414,9 @@ pub async fn dry_run(
     Ok(Json(match outcome {
         Ok(d) => json!({
             "workflowId": wf.id, "version": wf.version, "wouldRun": d.fired,
-            "decision": d.raw, "actions": d.actions, "input": ctx, "error": null,
+            "decision": d.raw,
+            "actions": d.actions.iter().map(|a| actions::preview(a, &ctx["trader"])).collect::<Vec<_>>(),
+            "input": ctx, "error": null,
         }),
         Err(e) => json!({
             "workflowId": wf.id, "version": wf.version, "wouldRun": false,

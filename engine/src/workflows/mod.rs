@@ -25,7 +25,7 @@ pub fn routes(api: &mut Api) {
     );
     api.add(
         Op::post("/v1/workflows", "postWorkflows", "workflows")
-            .summary("Create a workflow. triggerType: an event name (trader.created, deposit.settled, kyc.approved, custom.*, ...). condition: structured comparisons on event.*, payload.*, trader.* or a Rhai expression (true → the actions; an array of actions → those). actions: add_tag, remove_tag, add_segment, remove_segment, assign, set_trader_field, emit_event, send_email, call_webhook.")
+            .summary("Create a workflow. triggerType: an event name (trader.created, deposit.settled, kyc.approved, custom.*, ...). condition: structured comparisons on event.*, payload.*, trader.* or a Rhai expression (true → the actions; an array of actions → those). actions: add_tag, remove_tag, add_segment, remove_segment, assign, set_trader_field, emit_event, send_email, call_webhook, create_ticket (subject, body, priority, assignedToId: a support ticket about the event's trader).")
             .staff(WF_WRITE)
             .body(r#"{"name":"Welcome German traders","triggerType":"trader.created","condition":{"trader.country":"DE"},"actions":[{"type":"add_tag","tagId":"01JD0000000000000000000000"},{"type":"send_email","subject":"Willkommen {{firstName}}","body":"Hallo {{firstName}}, welcome aboard.","template":"welcome_de"}],"isActive":true}"#),
         handlers::create,
@@ -44,7 +44,7 @@ pub fn routes(api: &mut Api) {
     );
     api.add(
         Op::post("/v1/workflows/{id}/dry-run", "postWorkflowsIdDryRun", "workflows")
-            .summary("Evaluate a workflow against a sample event and return what it would do, without doing it.")
+            .summary("Evaluate a workflow against a sample event and return what it would do, without doing it: the actions it would take (a create_ticket shows the ticket it would open, its subject and body filled in for the sample's trader), none of them carried out.")
             .action()
             .staff(WF_READ)
             .body(r#"{"event":{"name":"trader.created","resourceType":"trader","resourceId":"01JD0000000000000000000000","payload":{"country":"DE"}}}"#),

@@ -119,7 +119,10 @@ pub fn plugins_dir(run_dir: &std::path::Path) -> anyhow::Result<PathBuf> {
     let dir = run_dir.join("plugins");
     std::fs::create_dir_all(&dir)?;
     std::fs::copy(&built, dir.join("mt5-connector.wasm")).with_context(|| {
-        format!("{} is missing: run ./scripts/build-plugins first", built.display())
+        format!(
+            "{} is missing: run ./scripts/build-plugins first",
+            built.display()
+        )
     })?;
     Ok(dir)
 }

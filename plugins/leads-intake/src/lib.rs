@@ -1,142 +1,74 @@
-//! Leads intake: the partner Leads API (`GET /v1/leads`, `POST /v1/leads`) as a LumireCRM
-//! plugin, with its own response shape (`{"success": true, "result": {"leads": [...], "count": N}}`).
-//! Leads live in the host's tenant-scoped document store (collection `leads`).
+//! Leads intake, a LumireCRM plugin:
+//!
+//! - the partner Leads API (`GET/POST /v1/leads`, `POST /v1/leads/{lead_id}/documents`, which
+//!   the engine also serves as `POST /lead/{lead_id}/documents`) in its own response shape, for
+//!   team members and for partners authenticated by the engine with HTTP Basic credentials
+//!   (actor kind `partner`), who see only their own leads;
+//! - the `sales` tag: leads, pipelines with stages, activities, and `convert`, which creates a
+//!   trader through the host's core records. Partner leads appear there too.
+//!
+//! Data lives in the host's tenant-scoped document store; uploads in its object storage.
 
+mod documents;
 mod lead;
+mod partner_api;
+mod sales;
 mod time;
+mod upload;
 
-use lumire_plugin_sdk::storage::{self, Op};
-use lumire_plugin_sdk::{self as sdk, Plugin, Problem, Request, Response, manifest};
-use serde_json::{Value, json};
+use lumire_plugin_sdk::{self as sdk, Plugin, Problem, Request, Response, Router, manifest};
 
 struct LeadsIntake;
 
+/// The pseudo-role the engine gives partner credentials on routes that admit them.
+const PARTNER: &str = "partner";
 const READ: &[&str] = &["owner", "admin", "sales", "support"];
 const WRITE: &[&str] = &["owner", "admin", "sales"];
-const COLLECTION: &str = "leads";
+const PARTNER_READ: &[&str] = &["owner", "admin", "sales", "support", PARTNER];
+const PARTNER_WRITE: &[&str] = &["owner", "admin", "sales", PARTNER];
 
 impl Plugin for LeadsIntake {
     fn manifest() -> sdk::Manifest {
         manifest("leads-intake", env!("CARGO_PKG_VERSION"))
-            .description("Partner Leads API: submit and list leads.")
-            .route("GET", "/v1/leads", READ, "List leads (page_size, page_index, status, application_status, date_from, date_to, id)")
-            .route("POST", "/v1/leads", WRITE, "Create a lead")
-            .collection(COLLECTION, &["status", "lead_application_status", "created_at"])
+            .description("Partner Leads API (leads, documents) and the sales tag (leads, pipelines, activities, convert).")
+            .route("GET", "/v1/leads", PARTNER_READ, "List leads (page_size, page_index, status, application_status, date_from, date_to, id)")
+            .route("POST", "/v1/leads", PARTNER_WRITE, "Create a lead")
+            .route("POST", "/v1/leads/{lead_id}/documents", PARTNER_WRITE, "Upload a lead document (multipart/form-data, part `document`); also POST /lead/{lead_id}/documents")
+            .route("GET", "/v1/sales/leads", READ, "List sales leads (limit, cursor; filters status, assignedToId, pipelineStageId, source)")
+            .route("POST", "/v1/sales/leads", WRITE, "Create a sales lead")
+            .route("GET", "/v1/sales/leads/{id}", READ, "Get a sales lead")
+            .route("PATCH", "/v1/sales/leads/{id}", WRITE, "Update a sales lead (status: new -> contacted/qualified/lost, contacted <-> qualified, lost -> new)")
+            .route("POST", "/v1/sales/leads/{id}/convert", WRITE, "Convert a lead to a trader")
+            .route("GET", "/v1/sales/pipelines", READ, "List pipelines (limit, cursor; filters slug, isDefault)")
+            .route("POST", "/v1/sales/pipelines", WRITE, "Create a pipeline with its stages")
+            .route("GET", "/v1/sales/activities", READ, "List activities, newest occurredAt first (limit, cursor; filters leadId, traderId, kind)")
+            .route("POST", "/v1/sales/activities", WRITE, "Record an activity about a lead and/or a trader")
+            .collection(partner_api::COLLECTION, &["status", "lead_application_status", "created_at", "partner_id"])
+            .collection(sales::LEADS, &["status", "assignedToId", "pipelineStageId", "source"])
+            .collection(sales::PIPELINES, &["slug", "isDefault"])
+            .collection(sales::STAGES, &["pipelineId"])
+            .collection(sales::ACTIVITIES, &["leadId", "traderId", "kind", "occurredAt"])
             .capability(sdk::Capability::Events)
+            .capability(sdk::Capability::CoreRecords)
             .build()
     }
 
     fn handle(req: Request) -> Result<Response, Problem> {
-        match (req.method(), req.route()) {
-            ("GET", "/v1/leads") => list(&req),
-            ("POST", "/v1/leads") => create(&req),
-            _ => Err(Problem::not_found("route")),
-        }
+        Router::new()
+            .get("/v1/leads", partner_api::list)
+            .post("/v1/leads", partner_api::create)
+            .post("/v1/leads/{lead_id}/documents", documents::upload)
+            .get("/v1/sales/leads", sales::leads::list)
+            .post("/v1/sales/leads", sales::leads::create)
+            .get("/v1/sales/leads/{id}", sales::leads::get)
+            .patch("/v1/sales/leads/{id}", sales::leads::update)
+            .post("/v1/sales/leads/{id}/convert", sales::convert::convert)
+            .get("/v1/sales/pipelines", sales::pipelines::list)
+            .post("/v1/sales/pipelines", sales::pipelines::create)
+            .get("/v1/sales/activities", sales::activities::list)
+            .post("/v1/sales/activities", sales::activities::create)
+            .dispatch(&req)
     }
 }
 
 sdk::export_plugin!(LeadsIntake);
-
-fn int_param(req: &Request, name: &str, default: u32, min: u32, max: u32) -> Result<u32, Problem> {
-    match req.query(name) {
-        None | Some("") => Ok(default),
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (min..=max).contains(n))
-            .ok_or_else(|| {
-                Problem::field(name, &format!("must be an integer from {min} to {max}"))
-            }),
-    }
-}
-
-fn list(req: &Request) -> Result<Response, Problem> {
-    let page_size = int_param(req, "page_size", 20, 1, 500)?;
-    let page_index = int_param(req, "page_index", 0, 0, 100_000)?;
-    if let Some(id) = req.query("id") {
-        let leads: Vec<Value> = storage::get::<Value>(COLLECTION, id)?.into_iter().collect();
-        let count = leads.len();
-        return Ok(ok_list(leads, count as u64));
-    }
-    let mut q = storage::query(COLLECTION)
-        .order_by("id", true)
-        .limit(page_size)
-        .skip(page_size.saturating_mul(page_index));
-    if let Some(s) = req.query("status") {
-        if !lead::STATUSES.contains(&s) {
-            return Err(Problem::field(
-                "status",
-                &format!("must be one of {}", lead::STATUSES.join(", ")),
-            ));
-        }
-        q = q.filter("status", Op::Eq, s);
-    }
-    if let Some(s) = req.query("application_status") {
-        if !lead::APPLICATION_STATUSES.contains(&s) {
-            return Err(Problem::field(
-                "application_status",
-                &format!("must be one of {}", lead::APPLICATION_STATUSES.join(", ")),
-            ));
-        }
-        q = q.filter("lead_application_status", Op::Eq, s);
-    }
-    if let Some(d) = req.query("date_from") {
-        let from = time::bound(d, false).ok_or_else(|| {
-            Problem::field("date_from", "must be an ISO date (2018-07-04) or date-time")
-        })?;
-        q = q.filter("created_at", Op::Gte, &from);
-    }
-    if let Some(d) = req.query("date_to") {
-        let to = time::bound(d, true).ok_or_else(|| {
-            Problem::field("date_to", "must be an ISO date (2018-07-04) or date-time")
-        })?;
-        q = q.filter("created_at", Op::Lte, &to);
-    }
-    let count = storage::count(COLLECTION, q.filters())?;
-    let (leads, _) = q.fetch::<Value>()?;
-    Ok(ok_list(leads, count))
-}
-
-fn ok_list(leads: Vec<Value>, count: u64) -> Response {
-    Response::json(
-        200,
-        &json!({"success": true, "result": {"leads": leads, "count": count}}),
-    )
-}
-
-fn create(req: &Request) -> Result<Response, Problem> {
-    let body: Value = req.json()?;
-    let enforce = match req.query("enforce_mandatories") {
-        Some("false") => false,
-        Some("true") | None => body
-            .get("enforce_mandatories")
-            .and_then(Value::as_bool)
-            .unwrap_or(true),
-        Some(_) => {
-            return Err(Problem::field(
-                "enforce_mandatories",
-                "must be true or false",
-            ));
-        }
-    };
-    let input = lead::validate(&body, enforce)?;
-    let id = storage::new_id("lead");
-    let now = time::now();
-    let doc = lead::build(
-        &id,
-        &input,
-        &now,
-        || storage::new_id("loan"),
-        || storage::new_id("app"),
-    );
-    storage::put(COLLECTION, &id, &doc)?;
-    if let Err(e) = sdk::events::emit(
-        "lead.created",
-        "lead",
-        &id,
-        &json!({"id": id, "status": doc["status"]}),
-    ) {
-        sdk::log::warn(&format!("lead.created not emitted: {e}"));
-    }
-    Ok(Response::json(201, &json!([{"id": id}])))
-}
