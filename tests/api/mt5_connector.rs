@@ -298,6 +298,17 @@ async fn sync_brings_balances_equity_and_positions_with_commission_and_swap() {
     let (_, p) = owner.get("/v1/integrations/positions").await;
     assert_eq!(p["data"].as_array().unwrap().len(), 2, "{p}");
 
+    // A platform error during a sync is listed with its MT5 code; the rest of the sync goes on.
+    sim.with(|s| s.fail("/api/user/account/get_batch", "3 Invalid parameters", 1));
+    let (_, r) = dealer.post("/v1/integrations/sync", json!({})).await;
+    let errors = r["data"][0]["errors"].to_string();
+    assert!(
+        errors.contains("get-balances") && errors.contains("MT5 retcode 3 Invalid parameters"),
+        "{r}"
+    );
+    // The open position again; the closed one closed before the last sync.
+    assert_eq!(r["data"][0]["positions"], 1, "{r}");
+
     // Another tenant sees none of it.
     let other = app.register_owner().await;
     let (_, p) = other.get("/v1/integrations/positions").await;
