@@ -63,6 +63,9 @@ pub struct Settings {
     pub plugin_memory_mb: u64,
     /// Largest response body a plugin may return.
     pub plugin_max_response_bytes: usize,
+    /// Largest request body a plugin route accepts (document uploads), in place of
+    /// `max_body_bytes`.
+    pub plugin_max_request_bytes: usize,
     /// Let plugins' outbound HTTP (and connectors reaching a tenant's endpoint) go to loopback,
     /// private and other non-public addresses (platforms on an internal network; tests). Off by
     /// default: an SSRF guard.
@@ -101,6 +104,7 @@ impl Default for Settings {
             plugin_timeout_ms: 5000,
             plugin_memory_mb: 64,
             plugin_max_response_bytes: 4 * 1024 * 1024,
+            plugin_max_request_bytes: 12 * 1024 * 1024,
             plugin_http_allow_private: false,
         }
     }
@@ -266,6 +270,9 @@ impl Settings {
         }
         if let Some(v) = get("LUMIRE_PLUGIN_HTTP_ALLOW_PRIVATE") {
             self.plugin_http_allow_private = parse("LUMIRE_PLUGIN_HTTP_ALLOW_PRIVATE", v)?;
+        }
+        if let Some(v) = get("LUMIRE_PLUGIN_MAX_REQUEST_BYTES") {
+            self.plugin_max_request_bytes = parse("LUMIRE_PLUGIN_MAX_REQUEST_BYTES", v)?;
         }
         if let Some(v) = get("LUMIRE_PLUGIN_MAX_RESPONSE_BYTES") {
             self.plugin_max_response_bytes = parse("LUMIRE_PLUGIN_MAX_RESPONSE_BYTES", v)?;

@@ -13,8 +13,6 @@ async fn spawn() -> TestApp {
     TestApp::spawn_with(move |s| {
         s.plugins_dir = dir;
         s.plugin_cache_dir = Some(cache_dir());
-        // A 10 MiB document arrives as a multipart body a little larger than that.
-        s.max_body_bytes = 12 << 20;
     })
     .await
 }

@@ -50,7 +50,13 @@ async fn run(st: AppState, req: Request, next: Next) -> Result<Response, ApiErro
         return Ok(next.run(req).await);
     };
     let (parts, body) = req.into_parts();
-    let bytes = to_bytes(body, st.settings.max_body_bytes)
+    // Plugin routes accept larger bodies (uploads); core routes' extractors still enforce
+    // `max_body_bytes` on the buffered body afterwards.
+    let limit = st
+        .settings
+        .max_body_bytes
+        .max(st.settings.plugin_max_request_bytes);
+    let bytes = to_bytes(body, limit)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
     let mut h = Sha256::new();

@@ -191,7 +191,7 @@ async fn call(
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    let body = to_bytes(body, st.settings.max_body_bytes)
+    let body = to_bytes(body, st.settings.plugin_max_request_bytes)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
     let query = parts
