@@ -70,65 +70,56 @@ pub async fn run(
     }
     let lead_ids = std::sync::Arc::new(lead_ids);
 
-    let native_read = measure(args, {
-        let (client, base, ids) = (client.clone(), base.to_string(), trader_ids.clone());
-        move |n| {
-            let url = format!("{base}/v1/traders/{}", ids[n as usize % ids.len()]);
-            let client = client.clone();
-            async move {
-                client
-                    .get(url)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16() == 200)
+    let native_read = measure(
+        args,
+        expect(client, 200, {
+            let (base, ids) = (base.to_string(), trader_ids.clone());
+            move |n| {
+                (
+                    format!("{base}/v1/traders/{}", ids[n as usize % ids.len()]),
+                    None,
+                )
             }
-        }
-    })
+        }),
+    )
     .await;
     report("native read (trader)", &native_read, args.seconds);
-    let plugin_read = measure(args, {
-        let (client, base, ids) = (client.clone(), base.to_string(), lead_ids.clone());
-        move |n| {
-            let url = format!("{base}/v1/leads?id={}", ids[n as usize % ids.len()]);
-            let client = client.clone();
-            async move {
-                client
-                    .get(url)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16() == 200)
+    let plugin_read = measure(
+        args,
+        expect(client, 200, {
+            let (base, ids) = (base.to_string(), lead_ids.clone());
+            move |n| {
+                (
+                    format!("{base}/v1/leads?id={}", ids[n as usize % ids.len()]),
+                    None,
+                )
             }
-        }
-    })
+        }),
+    )
     .await;
     report("plugin read (lead)", &plugin_read, args.seconds);
-    let native_write = measure(args, {
-        let (client, base) = (client.clone(), base.to_string());
-        move |n| {
-            let url = format!("{base}/v1/traders");
-            let body = json!({"email": format!("bench-{n}-{}@example.com", ulid_like()), "firstName": "Load"});
-            let client = client.clone();
-            async move { client.post(url).json(&body).send().await.map(|r| r.status().as_u16() == 201) }
-        }
-    })
+    let native_write = measure(
+        args,
+        expect(client, 201, {
+            let base = base.to_string();
+            move |n| {
+                let email = format!("bench-{n}-{}@example.com", ulid_like());
+                (
+                    format!("{base}/v1/traders"),
+                    Some(json!({"email": email, "firstName": "Load"})),
+                )
+            }
+        }),
+    )
     .await;
     report("native write (trader)", &native_write, args.seconds);
-    let plugin_write = measure(args, {
-        let (client, base) = (client.clone(), base.to_string());
-        move |n| {
-            let url = format!("{base}/v1/leads");
-            let body = lead(n + 1_000_000);
-            let client = client.clone();
-            async move {
-                client
-                    .post(url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16() == 201)
-            }
-        }
-    })
+    let plugin_write = measure(
+        args,
+        expect(client, 201, {
+            let base = base.to_string();
+            move |n| (format!("{base}/v1/leads"), Some(lead(n + 1_000_000)))
+        }),
+    )
     .await;
     report("plugin write (lead)", &plugin_write, args.seconds);
     let ratio = |p: &super::Outcome, n: &super::Outcome| {
@@ -204,6 +195,27 @@ pub async fn run(
         without * 1e3
     );
     Ok(())
+}
+
+type Pending =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, reqwest::Error>> + Send>>;
+
+/// One request per call: `request(n)` gives the URL and, for a POST, the JSON body; the call
+/// succeeds when the answer has status `want`.
+fn expect(
+    client: &reqwest::Client,
+    want: u16,
+    request: impl Fn(u64) -> (String, Option<serde_json::Value>) + Clone + Send + Sync + 'static,
+) -> impl Fn(u64) -> Pending + Clone + Send + Sync + 'static {
+    let client = client.clone();
+    move |n| {
+        let (url, body) = request(n);
+        let req = match body {
+            Some(b) => client.post(url).json(&b),
+            None => client.get(url),
+        };
+        Box::pin(async move { req.send().await.map(|r| r.status().as_u16() == want) })
+    }
 }
 
 fn ulid_like() -> u128 {

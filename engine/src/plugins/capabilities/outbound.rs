@@ -96,7 +96,7 @@ impl Host for HostState {
         for (k, v) in &r.headers {
             req = req.header(k.as_str(), v.as_str());
         }
-        let resp = match req.send().await {
+        let mut resp = match req.send().await {
             Ok(resp) => resp,
             Err(e) if e.is_timeout() => return Err(Error::Timeout),
             Err(e) => return Err(Error::Failed(error_chain(&e))),
@@ -108,7 +108,6 @@ impl Host for HostState {
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect();
         let mut body = Vec::new();
-        let mut resp = resp;
         loop {
             match resp.chunk().await {
                 Ok(Some(chunk)) => {
