@@ -1,6 +1,9 @@
-//! The bundled MT5 connector (`plugins/mt5-connector`, a WebAssembly platform connector)
-//! against the MT5 Web API simulator (`lumire_tests::mt5_sim`): connection tests, sync of
-//! accounts, balances and positions, paging, and balance pushes that never double.
+//! The MT5 connectors against the MT5 Web API simulator (`lumire_tests::mt5_sim`): connection
+//! tests, sync of accounts, balances and positions, paging, and balance pushes that never
+//! double. Both paths serve platform `mt5` with the same protocol code (`plugins/mt5-webapi`):
+//! the bundled WebAssembly component (`plugins/mt5-connector`) and the trusted native library
+//! (`examples/mt5-native-connector`, loaded through libloading); the sync, push and session
+//! tests run on each.
 
 use std::time::Duration;
 
@@ -10,18 +13,34 @@ use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
+use crate::native_connectors::connectors_dir;
 use crate::plugins::{cache_dir, plugins_dir};
 
 const MANAGER: u64 = 1000;
 const PASSWORD: &str = "Manager#1 pässword";
 const GROUP: &str = "real\\usd";
 
+/// Which connector serves `mt5`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Path {
+    /// The bundled WebAssembly component.
+    Wasm,
+    /// The native library; the component is installed too, and the native one wins.
+    Native,
+}
+
 async fn spawn() -> TestApp {
+    spawn_on(Path::Wasm).await
+}
+
+async fn spawn_on(path: Path) -> TestApp {
     let dir = plugins_dir();
+    let native = (path == Path::Native).then(|| connectors_dir(&["lumire-mt5-native-connector"]));
     TestApp::spawn_with(move |s| {
         s.plugins_dir = dir;
         s.plugin_cache_dir = Some(cache_dir());
         s.plugin_http_allow_private = true;
+        s.native_connectors_dir = native;
     })
     .await
 }
@@ -181,6 +200,15 @@ async fn test_connection_proves_both_sides_and_names_failures() {
 
 #[tokio::test]
 async fn sync_brings_balances_equity_and_positions_with_commission_and_swap() {
+    sync_brings_balances_and_positions(Path::Wasm).await;
+}
+
+#[tokio::test]
+async fn the_native_connector_syncs_from_the_same_simulator() {
+    sync_brings_balances_and_positions(Path::Native).await;
+}
+
+async fn sync_brings_balances_and_positions(path: Path) {
     let sim = Mt5Sim::start(MANAGER, PASSWORD).await;
     let now = chrono::Utc::now().timestamp();
     sim.with(|s| {
@@ -212,10 +240,22 @@ async fn sync_brings_balances_equity_and_positions_with_commission_and_swap() {
             "-1.20",
         );
     });
-    let app = spawn().await;
+    let app = spawn_on(path).await;
     let owner = app.register_owner().await;
     let ids = crm_accounts(&owner, &[5001, 5002]).await;
     configure(&owner, &sim.url, PASSWORD, json!({})).await;
+    let r = test_connection(&owner).await;
+    let kind = if path == Path::Native {
+        "native"
+    } else {
+        "wasm"
+    };
+    assert_eq!(
+        (r["ok"].as_bool(), r["connector"]["kind"].as_str()),
+        (Some(true), Some(kind)),
+        "{r}"
+    );
+    let handshakes = sim.with(|s| s.hits("/api/auth/start"));
 
     let dealer = app.member(&owner, &["dealer"]).await;
     let (s, r) = dealer.post("/v1/integrations/sync", json!({})).await;
@@ -290,9 +330,11 @@ async fn sync_brings_balances_equity_and_positions_with_commission_and_swap() {
         "commission of both deals: {p}"
     );
 
-    // Again: updated in place, nothing doubled; one handshake per sync run.
-    let starts = sim.with(|s| s.hits("/api/auth/start"));
-    assert_eq!(starts, 1, "the session is reused within a run");
+    // Again: updated in place, nothing doubled; one handshake per sync run (the native
+    // connector keeps its session between runs too).
+    let starts = sim.with(|s| s.hits("/api/auth/start")) - handshakes;
+    let expected = if path == Path::Native { 0 } else { 1 };
+    assert_eq!(starts, expected, "the session is reused within a run");
     let (_, r) = dealer.post("/v1/integrations/sync", json!({})).await;
     assert_eq!(r["data"][0]["errors"], json!([]), "{r}");
     let (_, p) = owner.get("/v1/integrations/positions").await;
@@ -425,13 +467,22 @@ async fn settle_deposit(owner: &Member, trader: &str, account: &str, amount: &st
 
 #[tokio::test]
 async fn a_settled_deposit_reaches_mt5_once_even_when_the_push_is_retried() {
+    deposit_reaches_mt5_once(Path::Wasm).await;
+}
+
+#[tokio::test]
+async fn the_native_connector_pushes_a_deposit_once_despite_retries() {
+    deposit_reaches_mt5_once(Path::Native).await;
+}
+
+async fn deposit_reaches_mt5_once(path: Path) {
     use lumire_engine::integrations::pushes;
     let sim = Mt5Sim::start(MANAGER, PASSWORD).await;
     sim.with(|s| {
         s.add_group(GROUP, "USD");
         s.add_account(6001, GROUP, "Grace Hopper", "0.00", "0.00", "0.00");
     });
-    let app = spawn().await;
+    let app = spawn_on(path).await;
     let owner = app.register_owner().await;
     let (_, t) = owner
         .post("/v1/traders", json!({"email": "pushed-mt5@client.example"}))
@@ -554,6 +605,15 @@ async fn a_settled_deposit_reaches_mt5_once_even_when_the_push_is_retried() {
 
 #[tokio::test]
 async fn a_session_the_server_forgot_is_renewed() {
+    session_is_renewed(Path::Wasm).await;
+}
+
+#[tokio::test]
+async fn the_native_connector_renews_a_forgotten_session() {
+    session_is_renewed(Path::Native).await;
+}
+
+async fn session_is_renewed(path: Path) {
     let sim = Mt5Sim::start(MANAGER, PASSWORD).await;
     sim.with(|s| {
         s.add_group(GROUP, "USD");
@@ -561,7 +621,7 @@ async fn a_session_the_server_forgot_is_renewed() {
         // As the real server: a session belongs to its connection only.
         s.cookie_sessions = false;
     });
-    let app = spawn().await;
+    let app = spawn_on(path).await;
     let owner = app.register_owner().await;
     crm_accounts(&owner, &[5101]).await;
     configure(&owner, &sim.url, PASSWORD, json!({})).await;
@@ -577,9 +637,12 @@ async fn a_session_the_server_forgot_is_renewed() {
     let (_, r) = owner.post("/v1/integrations/sync", json!({})).await;
     assert_eq!(r["data"][0]["errors"], json!([]), "{r}");
     assert_eq!(r["data"][0]["accounts"], 1, "{r}");
+    // The component makes the run's handshake and one renewal; the native connector kept
+    // its session from the last run and only renews.
+    let expected = if path == Path::Native { 1 } else { 2 };
     assert_eq!(
         sim.with(|s| s.hits("/api/auth/start")) - starts,
-        2,
+        expected,
         "the run's handshake and one renewal"
     );
 }

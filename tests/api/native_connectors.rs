@@ -28,7 +28,7 @@ fn built_library(crate_name: &str) -> PathBuf {
     path
 }
 
-fn connectors_dir(libs: &[&str]) -> PathBuf {
+pub(crate) fn connectors_dir(libs: &[&str]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("lumire-connectors-{}", ulid::Ulid::new()));
     std::fs::create_dir_all(&dir).unwrap();
     for lib in libs {

@@ -3,7 +3,7 @@
 //! MT5 sends numbers either as JSON numbers or as strings (`"Login": "764636"`); both are read.
 //! Money and prices are passed on as decimal strings, never through floating point arithmetic.
 
-use lumire_plugin_sdk::connector::{Account, Balance, Position, Side};
+use crate::model::{Account, Balance, Position, Side};
 use serde_json::Value;
 
 use crate::dec::Dec;

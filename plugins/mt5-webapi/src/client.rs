@@ -14,8 +14,9 @@ use crate::auth;
 use crate::retcode::{Class, Retcode};
 use crate::wire::{path_with_query, text};
 
-/// What the connector needs of HTTP (the engine's `http-client` in the component; a scripted
-/// fake in unit tests).
+/// What the connector needs of its host: HTTP (the engine's `http-client` in the component, a
+/// blocking client in the native connector, a scripted fake in unit tests), sleep, randomness
+/// and logging.
 pub trait Transport {
     fn get(
         &mut self,
@@ -26,6 +27,15 @@ pub trait Transport {
     fn sleep_ms(&mut self, ms: u64);
     /// 16 random bytes, or `None` when no randomness is to be had.
     fn random16(&mut self) -> Option<[u8; 16]>;
+    /// A line for the operator's log (the engine's log in the component; `tracing`-less
+    /// native builds may drop it).
+    fn log(&mut self, _level: Level, _message: &str) {}
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
 }
 
 pub struct HttpReply {
@@ -146,6 +156,10 @@ impl<T: Transport> Client<T> {
 
     pub fn session(&self) -> Option<&Session> {
         self.session.as_ref()
+    }
+
+    pub fn log(&mut self, level: Level, message: &str) {
+        self.transport.log(level, message);
     }
 
     /// One GET: transport errors, HTTP status and `retcode` folded into one outcome.

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use lumire_plugin_sdk::connector::{Position, Side};
+use crate::model::{Position, Side};
 use md5::{Digest, Md5};
 use serde_json::Value;
 
