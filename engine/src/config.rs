@@ -70,6 +70,10 @@ pub struct Settings {
     /// private and other non-public addresses (platforms on an internal network; tests). Off by
     /// default: an SSRF guard.
     pub plugin_http_allow_private: bool,
+    /// How long a tenant's feature flags (which plugins it enabled) are cached for plugin
+    /// requests, in milliseconds; 0 reads them on every request. Another process's change is
+    /// seen within this time; this process's own changes at once.
+    pub plugin_flags_cache_ms: u64,
 }
 
 impl Default for Settings {
@@ -106,6 +110,7 @@ impl Default for Settings {
             plugin_max_response_bytes: 4 * 1024 * 1024,
             plugin_max_request_bytes: 12 * 1024 * 1024,
             plugin_http_allow_private: false,
+            plugin_flags_cache_ms: 1000,
         }
     }
 }
@@ -276,6 +281,9 @@ impl Settings {
         }
         if let Some(v) = get("LUMIRE_PLUGIN_MAX_RESPONSE_BYTES") {
             self.plugin_max_response_bytes = parse("LUMIRE_PLUGIN_MAX_RESPONSE_BYTES", v)?;
+        }
+        if let Some(v) = get("LUMIRE_PLUGIN_FLAGS_CACHE_MS") {
+            self.plugin_flags_cache_ms = parse("LUMIRE_PLUGIN_FLAGS_CACHE_MS", v)?;
         }
         Ok(())
     }

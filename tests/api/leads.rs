@@ -221,20 +221,10 @@ async fn partner_credentials_are_issued_listed_and_revoked() {
         .post("/v1/sales/leads", json!({"email": "p@example.com"}))
         .await;
     assert_problem(s, &b, StatusCode::FORBIDDEN, "forbidden");
-    // The engine's own routes do not know partner credentials at all: the Basic header is no
-    // session or API key there (401 `unauthenticated`), and nothing is shown.
-    for path in [
-        "/v1/traders",
-        "/v1/partner-credentials",
-        "/v1/tenants/current",
-    ] {
-        let (s, b) = acme.get(path).await;
-        assert_problem(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
-    }
-    let (s, b) = acme
-        .post("/v1/traders", json!({"email": "sneaky@example.com"}))
-        .await;
-    assert_problem(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+    // The engine's own routes know the partner but refuse it (see
+    // `a_partner_calling_a_core_route_is_forbidden`).
+    let (s, b) = acme.get("/v1/traders").await;
+    assert_problem(s, &b, StatusCode::FORBIDDEN, "forbidden");
 
     // A wrong password, an unknown user, no credentials at all: 401.
     let (s, _) = acme.with_password("wrong").get("/v1/leads").await;
@@ -277,6 +267,70 @@ async fn partner_credentials_are_issued_listed_and_revoked() {
         )
         .await;
     assert_problem(s, &b, StatusCode::CONFLICT, "already_revoked");
+}
+
+#[tokio::test]
+async fn a_partner_calling_a_core_route_is_forbidden() {
+    let app = spawn().await;
+    let owner = tenant(&app).await;
+    let acme = issue(&owner, "Acme Leads").await;
+    owner
+        .post("/v1/traders", json!({"email": "t@example.com"}))
+        .await;
+
+    // Authenticated (the credential is valid), but partners only call the partner API: 403
+    // problem+json, and nothing of the tenant is shown or changed.
+    for path in [
+        "/v1/traders",
+        "/v1/partner-credentials",
+        "/v1/tenants/current",
+        "/v1/public/me",
+    ] {
+        let resp = acme
+            .request(Method::GET, path)
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{path}");
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert!(ct.starts_with("application/problem+json"), "{path}: {ct}");
+        let b: Value = resp.json().await.expect("problem body");
+        assert_problem(
+            StatusCode::FORBIDDEN,
+            &b,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        );
+        assert_eq!(b["status"], 403);
+        assert!(b["request_id"].is_string(), "{b}");
+        assert!(!b.to_string().contains("t@example.com"), "{b}");
+    }
+    let (s, b) = acme
+        .post("/v1/traders", json!({"email": "sneaky@example.com"}))
+        .await;
+    assert_problem(s, &b, StatusCode::FORBIDDEN, "forbidden");
+    let (_, list) = owner.get("/v1/traders").await;
+    assert!(!list.to_string().contains("sneaky@example.com"), "{list}");
+
+    // Wrong or revoked credentials stay 401 there, as does no credential at all.
+    let (s, b) = acme.with_password("wrong").get("/v1/traders").await;
+    assert_problem(s, &b, StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let (s, b) = app.anonymous().get("/v1/traders").await;
+    assert_problem(s, &b, StatusCode::UNAUTHORIZED, "unauthenticated");
+    let (s, _) = owner
+        .post(
+            &format!("/v1/partner-credentials/{}/revoke", acme.id),
+            json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = acme.get("/v1/traders").await;
+    assert_problem(s, &b, StatusCode::UNAUTHORIZED, "invalid_credentials");
 }
 
 #[tokio::test]

@@ -156,6 +156,46 @@ async fn a_tenant_that_has_not_enabled_the_plugin_gets_404() {
     assert_problem(s, &b, StatusCode::NOT_FOUND, "not_found");
 }
 
+/// Another engine process sharing the database changes the flags behind this one's back: the
+/// cached flags apply until `plugin_flags_cache_ms` has passed, then the change does.
+#[tokio::test]
+async fn a_flag_changed_by_another_process_applies_within_the_cache_time() {
+    let dir = plugins_dir();
+    let app = TestApp::spawn_with(move |s| {
+        s.plugins_dir = dir;
+        s.plugin_cache_dir = Some(cache_dir());
+        s.plugin_flags_cache_ms = 200;
+    })
+    .await;
+    let owner = app.register_owner().await;
+    enable(&owner, "leads-intake").await;
+    let (s, _) = owner.get("/v1/leads").await;
+    assert_eq!(s, StatusCode::OK);
+
+    sqlx::query("UPDATE tenants SET feature_flags = $2 WHERE id = $1")
+        .bind(&owner.tenant_id)
+        .bind(r#"{"plugin.leads-intake": false}"#)
+        .execute(app.db.pool())
+        .await
+        .expect("flags changed");
+    let started = std::time::Instant::now();
+    loop {
+        let (s, _) = owner.get("/v1/leads").await;
+        if s == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert_eq!(s, StatusCode::OK);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the change never applied"
+        );
+        tokio::task::yield_now().await;
+    }
+    // Once seen, the change holds.
+    let (s, _) = owner.get("/v1/leads").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
 #[tokio::test]
 async fn leads_are_created_listed_and_filtered() {
     let app = spawn().await;

@@ -52,8 +52,9 @@ async fn resolve(
     match guard.access {
         Access::Public => Ok(None),
         Access::Customer => {
-            let cookie = read_cookie(parts_headers, PORTAL_COOKIE)
-                .ok_or(ApiError::Unauthorized("unauthenticated"))?;
+            let Some(cookie) = read_cookie(parts_headers, PORTAL_COOKIE) else {
+                return Err(missing_credential(guard, parts_headers, ip).await);
+            };
             let actor = customer_from_cookie(guard, ip, cookie).await?;
             Ok(Some(actor))
         }
@@ -83,7 +84,24 @@ async fn staff_actor(
     } else if let Some(cookie) = read_cookie(headers, OPERATOR_COOKIE) {
         user_from_cookie(guard, ip, cookie).await
     } else {
-        Err(ApiError::Unauthorized("unauthenticated"))
+        Err(missing_credential(guard, headers, ip).await)
+    }
+}
+
+/// The answer to a request without the credential its operation takes: 403 when it carries
+/// valid partner credentials (a partner is known, but may only call the plugin routes that
+/// admit partners), 401 otherwise.
+async fn missing_credential(
+    guard: &OpGuard,
+    headers: &axum::http::HeaderMap,
+    ip: Option<String>,
+) -> ApiError {
+    match crate::partners::partner_actor(&guard.state, headers, ip).await {
+        Ok(Some(_)) => ApiError::Forbidden(
+            "Partner credentials only reach the routes of the partner API.".into(),
+        ),
+        Ok(None) => ApiError::Unauthorized("unauthenticated"),
+        Err(e) => e,
     }
 }
 

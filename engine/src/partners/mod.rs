@@ -2,7 +2,8 @@
 //! partner (a lead vendor, an introducing broker) and revokes. A partner authenticates only on
 //! plugin routes whose manifest admits the pseudo-role `partner` (the partner Leads API); the
 //! plugin sees an actor of kind `partner` whose id is the credential's, and scopes what it
-//! shows to it. Everything else answers 401/403 to a partner.
+//! shows to it. Every other route answers 403 to valid partner credentials (authenticated, but
+//! not allowed there) and 401 to wrong or revoked ones.
 
 mod auth;
 mod handlers;

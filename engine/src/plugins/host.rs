@@ -85,6 +85,39 @@ impl ResourceLimiter for Limiter {
     }
 }
 
+/// Most events one HTTP call may emit (they are held until the call ends).
+pub const MAX_DEFERRED_EVENTS: usize = 1000;
+
+/// An event a plugin emitted while serving an HTTP request. The engine writes the call's events
+/// when the call ends, in one transaction with the request's audit entry, instead of one
+/// transaction per `emit`.
+pub struct PendingEvent {
+    pub name: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub payload: serde_json::Value,
+}
+
+/// Writes the events a call emitted, in `tx`.
+pub async fn write_events(
+    tx: &mut crate::db::Tx,
+    tenant_id: &str,
+    events: &[PendingEvent],
+) -> Result<(), crate::http::error::ApiError> {
+    for e in events {
+        crate::events::emit(
+            tx,
+            tenant_id,
+            &e.name,
+            &e.resource_type,
+            &e.resource_id,
+            &e.payload,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -94,6 +127,10 @@ pub struct HostState {
     pub ticks: u64,
     pub max_ticks: u64,
     pub timed_out: bool,
+    /// `Some` while serving an HTTP request: `emit` validates and holds its events here for
+    /// the engine to write when the call ends. `None` (events, jobs, connectors): each `emit`
+    /// commits at once.
+    pub deferred_events: Option<Vec<PendingEvent>>,
 }
 
 impl HostState {
@@ -122,6 +159,7 @@ impl HostState {
             ticks: 0,
             max_ticks,
             timed_out: false,
+            deferred_events: None,
         }
     }
 
@@ -246,6 +284,20 @@ impl events::Host for HostState {
         }
         let payload: serde_json::Value =
             serde_json::from_str(&payload).map_err(|e| format!("invalid payload: {e}"))?;
+        if let Some(held) = &mut self.deferred_events {
+            if held.len() >= MAX_DEFERRED_EVENTS {
+                return Err(format!(
+                    "invalid: at most {MAX_DEFERRED_EVENTS} events in one request"
+                ));
+            }
+            held.push(PendingEvent {
+                name,
+                resource_type,
+                resource_id,
+                payload,
+            });
+            return Ok(());
+        }
         let Some(db) = &self.call.db else {
             return Err("denied: no database in this call".into());
         };

@@ -135,8 +135,13 @@ async fn admit(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
             authenticate_staff(st, req.headers(), req.method(), ip, &plugin.manifest.name).await?
         }
     };
-    // A tenant that has not enabled the plugin does not see its routes at all.
-    let flags = tenant_flags(st, &actor.tenant_id).await?;
+    // A tenant that has not enabled the plugin does not see its routes at all. Cached for
+    // `plugin_flags_cache_ms`: the native routes need no such read.
+    let flags = st
+        .plugins
+        .enablement
+        .flags(&st.db, &actor.tenant_id)
+        .await?;
     if !enabled(&flags, &plugin.manifest.name) {
         return Err(ApiError::NotFound("route"));
     }
@@ -227,33 +232,37 @@ async fn call(
         body: body.to_vec(),
     };
     let plugin = &m.plugin;
-    let raw = st
+    let served = st
         .plugins
         .handle_http(plugin, &actor.tenant_id, request)
         .await
         .map_err(|f| plugin_error(plugin, "handle-http", f))?;
-    let resp = into_response(raw, st.settings.plugin_max_response_bytes)
-        .map_err(|f| plugin_error(plugin, "handle-http", f))?;
-    if parts.method != Method::GET && parts.method != Method::HEAD {
+    let resp = into_response(served.response, st.settings.plugin_max_response_bytes);
+    let mutating = parts.method != Method::GET && parts.method != Method::HEAD;
+    // The plugin's events and the audit entry of a mutating request: one transaction.
+    if !served.events.is_empty() || (mutating && resp.is_ok()) {
         let mut tx = st.db.begin().await?;
-        crate::audit::record(
-            &mut tx,
-            &actor,
-            &format!("plugin.{}", parts.method.as_str().to_ascii_lowercase()),
-            &plugin.manifest.name,
-            None,
-            None,
-            Some(&json!({
-                "path": parts.uri.path(),
-                "route": m.route,
-                "status": resp.status().as_u16(),
-                "version": plugin.manifest.version,
-            })),
-        )
-        .await?;
+        super::host::write_events(&mut tx, &actor.tenant_id, &served.events).await?;
+        if let (true, Ok(resp)) = (mutating, &resp) {
+            crate::audit::record(
+                &mut tx,
+                &actor,
+                &format!("plugin.{}", parts.method.as_str().to_ascii_lowercase()),
+                &plugin.manifest.name,
+                None,
+                None,
+                Some(&json!({
+                    "path": parts.uri.path(),
+                    "route": m.route,
+                    "status": resp.status().as_u16(),
+                    "version": plugin.manifest.version,
+                })),
+            )
+            .await?;
+        }
         tx.commit().await?;
     }
-    Ok(resp)
+    resp.map_err(|f| plugin_error(plugin, "handle-http", f))
 }
 
 fn into_response(raw: types::HttpResponse, max_bytes: usize) -> Result<Response, Failure> {

@@ -8,6 +8,7 @@
 //! - `registry`: installing plugins and calling them,
 //! - `host`: the host interfaces a plugin imports (storage, events, config, log),
 //! - `storage`: the tenant-scoped document store,
+//! - `enablement`: which plugins a tenant enabled, cached for a second,
 //! - `http`: `GET /v1/plugins` and the fallback that serves plugin routes,
 //! - `events`: delivering outbox events to subscribed, enabled plugins (`handle-event`),
 //! - `jobs`: running the manifests' scheduled jobs (`run-job`) once per interval and tenant,
@@ -20,6 +21,7 @@ pub mod bindings;
 pub mod capabilities;
 pub mod config_api;
 pub mod connector;
+pub mod enablement;
 pub mod events;
 pub mod host;
 pub mod http;

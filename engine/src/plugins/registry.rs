@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
@@ -41,6 +42,8 @@ pub struct Plugins {
     db: Option<Db>,
     secrets: Option<Arc<SecretBox>>,
     services: Option<Arc<Services>>,
+    /// Which plugins each tenant enabled, cached briefly (see `enablement`).
+    pub enablement: super::enablement::Enablement,
 }
 
 impl Plugins {
@@ -51,6 +54,9 @@ impl Plugins {
             db: None,
             secrets: None,
             services: None,
+            enablement: super::enablement::Enablement::new(Duration::from_millis(
+                Settings::default().plugin_flags_cache_ms,
+            )),
         }
     }
 
@@ -80,6 +86,9 @@ impl Plugins {
                 http,
                 http_allow_private: settings.plugin_http_allow_private,
             })),
+            enablement: super::enablement::Enablement::new(Duration::from_millis(
+                settings.plugin_flags_cache_ms,
+            )),
         };
         plugins.install_all(files).await
     }
@@ -245,13 +254,15 @@ impl Plugins {
             .find_map(|p| p.manifest.match_route(method, path).map(|m| (p, m)))
     }
 
-    /// Calls `handle-http` of `plugin` for `tenant_id`.
+    /// Calls `handle-http` of `plugin` for `tenant_id`. The events the plugin emitted come
+    /// back with the response, for the caller to write with the request's audit entry; when
+    /// the call fails they are written here.
     pub async fn handle_http(
         &self,
         plugin: &Installed,
         tenant_id: &str,
         request: types::HttpRequest,
-    ) -> Result<types::HttpResponse, Failure> {
+    ) -> Result<Served, Failure> {
         let runtime = self
             .runtime
             .as_ref()
@@ -264,13 +275,49 @@ impl Plugins {
             )
             .map_err(|e| Failure::Unavailable(e.to_string()))?;
         let (inst, mut store) = runtime.instantiate(feature(plugin)?, ctx).await?;
+        store.data_mut().deferred_events = Some(Vec::new());
         let r = tokio::time::timeout(
             runtime.timeout(),
             inst.call_handle_http(&mut store, &request),
         )
         .await;
-        runtime.outcome(&store, r)
+        let r = runtime.outcome(&store, r);
+        let events = store.data_mut().deferred_events.take().unwrap_or_default();
+        match r {
+            Ok(response) => Ok(Served { response, events }),
+            Err(f) => {
+                // What the plugin stored before failing stays stored: so do its events.
+                if !events.is_empty()
+                    && let Err(e) = self.write_events(tenant_id, &events).await
+                {
+                    tracing::warn!(plugin = %plugin.manifest.name, error = %e, "events of a failed plugin call not written");
+                }
+                Err(f)
+            }
+        }
     }
+
+    async fn write_events(
+        &self,
+        tenant_id: &str,
+        events: &[super::host::PendingEvent],
+    ) -> Result<(), crate::http::error::ApiError> {
+        let Some(db) = &self.db else {
+            return Ok(());
+        };
+        let mut tx = db.begin().await?;
+        super::host::write_events(&mut tx, tenant_id, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// What a plugin answered to an HTTP request, and the events it emitted meanwhile (not yet
+/// written).
+#[must_use]
+pub struct Served {
+    pub response: types::HttpResponse,
+    pub events: Vec<super::host::PendingEvent>,
 }
 
 impl Plugins {

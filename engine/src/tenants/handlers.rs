@@ -184,6 +184,9 @@ pub async fn update(
     )
     .await?;
     tx.commit().await?;
+    // Plugin routes of this process see the new flags at once (others within
+    // `plugin_flags_cache_ms`).
+    st.plugins.enablement.invalidate(&actor.tenant_id);
     Ok(Json(view))
 }
 

@@ -306,6 +306,25 @@ async fn traders(args: &Args, client: &reqwest::Client, base: &str, ids: &Arc<Ve
 struct Outcome {
     latencies_us: Vec<u64>,
     errors: u64,
+    /// CPU time (user + system) of this whole process, server and clients, during the run,
+    /// in microseconds: unlike throughput, barely moved by other processes on a busy machine.
+    cpu_us: f64,
+}
+
+/// CPU time this process has used so far (user + system), in microseconds, from
+/// `/proc/self/stat` (Linux; 0 elsewhere).
+fn process_cpu_us() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) end with `)`.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the `)`, in clock ticks.
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) * 1e6 / 100.0
 }
 
 async fn measure<F, Fut>(args: &Args, f: F) -> Outcome
@@ -315,6 +334,7 @@ where
 {
     let counter = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    let cpu_before = process_cpu_us();
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
@@ -344,6 +364,7 @@ where
     Outcome {
         latencies_us: all,
         errors: errors.load(Ordering::Relaxed),
+        cpu_us: process_cpu_us() - cpu_before,
     }
 }
 
@@ -358,10 +379,11 @@ fn pct(sorted: &[u64], p: f64) -> f64 {
 fn report(name: &str, o: &Outcome, seconds: u64) {
     let n = o.latencies_us.len();
     println!(
-        "{name:24} requests={n:7} errors={:4} rps={:9.1} p50={:7.2}ms p99={:7.2}ms",
+        "{name:24} requests={n:7} errors={:4} rps={:9.1} p50={:7.2}ms p99={:7.2}ms cpu/req={:6.0}us",
         o.errors,
         n as f64 / seconds as f64,
         pct(&o.latencies_us, 0.50),
         pct(&o.latencies_us, 0.99),
+        o.cpu_us / n.max(1) as f64,
     );
 }

@@ -1,9 +1,16 @@
 //! `--scenario plugins`: what running a feature as a WebAssembly plugin costs.
 //!
-//! - the same storage work through a plugin route and a native route: one record read by id
-//!   (`GET /v1/leads?id=` of leads-intake, a document by primary key, against
-//!   `GET /v1/traders/{id}`, a row by primary key) and one record written
-//!   (`POST /v1/leads` against `POST /v1/traders`), each with the same concurrency;
+//! - the same storage work through a plugin route and a native route, each with the same
+//!   concurrency and credential (a session cookie):
+//!   - read: `GET /v1/sales/leads/{id}` of leads-intake against `GET /v1/traders/{id}`. Both
+//!     authenticate the session (two queries), then read one record by primary key and answer
+//!     it as JSON;
+//!   - write: `POST /v1/sales/leads` against `POST /v1/traders`, the same small body. Both
+//!     write one record, its event and its audit entry; the native route also reads twice in
+//!     its transaction (the e-mail uniqueness check, the stored row), the plugin reads the
+//!     default pipeline once;
+//! - the partner Leads API of the same plugin (`GET /v1/leads?id=`, `POST /v1/leads`, which
+//!   writes two documents: the partner's lead and the sales team's), for reference;
 //! - the time to instantiate a plugin and call a trivial export (`test-hostile`'s `ok` route,
 //!   called in-process, sequentially);
 //! - the cost of one host call (`hostcalls?n=` with and without 10,000 calls).
@@ -11,6 +18,7 @@
 //! The plugins come from `plugins/dist` and `plugins/dist-test` (`./scripts/build-plugins`).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -49,7 +57,7 @@ pub async fn run(
     client: &reqwest::Client,
     base: &str,
     tenant_id: &str,
-    trader_ids: &std::sync::Arc<Vec<String>>,
+    trader_ids: &Arc<Vec<String>>,
 ) -> anyhow::Result<()> {
     let r = client
         .patch(format!("{base}/v1/tenants/current"))
@@ -57,9 +65,16 @@ pub async fn run(
         .send()
         .await?;
     anyhow::ensure!(r.status().is_success(), "enabling the plugins failed");
-    // A lead per seeded trader to read back.
-    let mut lead_ids = Vec::new();
+    // A sales lead and a partner lead per seeded trader to read back.
+    let (mut sales_ids, mut lead_ids) = (Vec::new(), Vec::new());
     for n in 0..trader_ids.len().min(1000) as u64 {
+        let r = client
+            .post(format!("{base}/v1/sales/leads"))
+            .json(&json!({"email": format!("seed{n}@example.com"), "firstName": "Seed"}))
+            .send()
+            .await?;
+        let v: serde_json::Value = r.json().await?;
+        sales_ids.push(v["id"].as_str().context("sales lead id")?.to_string());
         let r = client
             .post(format!("{base}/v1/leads"))
             .json(&lead(n))
@@ -68,52 +83,49 @@ pub async fn run(
         let v: serde_json::Value = r.json().await?;
         lead_ids.push(v[0]["id"].as_str().context("lead id")?.to_string());
     }
-    let lead_ids = std::sync::Arc::new(lead_ids);
+    let (sales_ids, lead_ids) = (Arc::new(sales_ids), Arc::new(lead_ids));
+    let read = |ids: &Arc<Vec<String>>, path: &'static str| {
+        let (base, ids) = (base.to_string(), ids.clone());
+        expect(client, 200, move |n| {
+            let url = format!("{base}{path}{}", ids[n as usize % ids.len()]);
+            (url, None)
+        })
+    };
+    // Both writes take the same body: a new e-mail and a first name.
+    let write = |path: &'static str| {
+        let base = base.to_string();
+        let run = ulid_like();
+        expect(client, 201, move |n| {
+            let body =
+                json!({"email": format!("bench-{run}-{n}@example.com"), "firstName": "Load"});
+            (format!("{base}{path}"), Some(body))
+        })
+    };
 
-    let native_read = measure(
-        args,
-        expect(client, 200, {
-            let (base, ids) = (base.to_string(), trader_ids.clone());
-            move |n| {
-                (
-                    format!("{base}/v1/traders/{}", ids[n as usize % ids.len()]),
-                    None,
-                )
-            }
-        }),
-    )
-    .await;
+    let native_read = measure(args, read(trader_ids, "/v1/traders/")).await;
     report("native read (trader)", &native_read, args.seconds);
-    let plugin_read = measure(
-        args,
-        expect(client, 200, {
-            let (base, ids) = (base.to_string(), lead_ids.clone());
-            move |n| {
-                (
-                    format!("{base}/v1/leads?id={}", ids[n as usize % ids.len()]),
-                    None,
-                )
-            }
-        }),
-    )
-    .await;
+    let plugin_read = measure(args, read(&sales_ids, "/v1/sales/leads/")).await;
     report("plugin read (lead)", &plugin_read, args.seconds);
-    let native_write = measure(
-        args,
-        expect(client, 201, {
-            let base = base.to_string();
-            move |n| {
-                let email = format!("bench-{n}-{}@example.com", ulid_like());
-                (
-                    format!("{base}/v1/traders"),
-                    Some(json!({"email": email, "firstName": "Load"})),
-                )
-            }
-        }),
-    )
-    .await;
+    let native_write = measure(args, write("/v1/traders")).await;
     report("native write (trader)", &native_write, args.seconds);
-    let plugin_write = measure(
+    let plugin_write = measure(args, write("/v1/sales/leads")).await;
+    report("plugin write (lead)", &plugin_write, args.seconds);
+    let ratio = |p: &super::Outcome, n: &super::Outcome| {
+        p.latencies_us.len() as f64 / n.latencies_us.len().max(1) as f64 * 100.0
+    };
+    let cpu = |o: &super::Outcome| o.cpu_us / o.latencies_us.len().max(1) as f64;
+    let cost =
+        |p: &super::Outcome, n: &super::Outcome| cpu(n) / cpu(p).max(f64::MIN_POSITIVE) * 100.0;
+    println!(
+        "plugin/native throughput: read {:.1}%, write {:.1}%; plugin/native by CPU per request (native cpu/req / plugin cpu/req): read {:.1}%, write {:.1}%",
+        ratio(&plugin_read, &native_read),
+        ratio(&plugin_write, &native_write),
+        cost(&plugin_read, &native_read),
+        cost(&plugin_write, &native_write),
+    );
+    let partner_read = measure(args, read(&lead_ids, "/v1/leads?id=")).await;
+    report("partner API read", &partner_read, args.seconds);
+    let partner_write = measure(
         args,
         expect(client, 201, {
             let base = base.to_string();
@@ -121,15 +133,7 @@ pub async fn run(
         }),
     )
     .await;
-    report("plugin write (lead)", &plugin_write, args.seconds);
-    let ratio = |p: &super::Outcome, n: &super::Outcome| {
-        p.latencies_us.len() as f64 / n.latencies_us.len().max(1) as f64 * 100.0
-    };
-    println!(
-        "plugin/native throughput: read {:.1}%, write {:.1}%",
-        ratio(&plugin_read, &native_read),
-        ratio(&plugin_write, &native_write)
-    );
+    report("partner API write", &partner_write, args.seconds);
 
     // Instantiation and a trivial call, in-process and sequential.
     let hostile = state
@@ -158,7 +162,7 @@ pub async fn run(
     let calls = 2000;
     let started = Instant::now();
     for _ in 0..calls {
-        state
+        let _served = state
             .plugins
             .handle_http(&hostile, tenant_id, request("/v1/hostile/ok", Vec::new()))
             .await
@@ -175,7 +179,7 @@ pub async fn run(
         let tenant = tenant_id.to_string();
         async move {
             let t = Instant::now();
-            plugins
+            let _served = plugins
                 .handle_http(&hostile, &tenant, req)
                 .await
                 .map_err(|f| anyhow::anyhow!("{f}"))?;
