@@ -42,6 +42,7 @@ pub fn register_all(api: &mut Api) {
     crate::partners::routes(api);
     crate::team::routes(api);
     crate::tenants::routes(api);
+    crate::platform::routes(api);
     crate::audit::routes(api);
     crate::payments::routes(api);
     crate::credit_lines::routes(api);

@@ -27,6 +27,7 @@ pub mod partners;
 pub mod passkeys;
 pub mod payments;
 pub mod pdf;
+pub mod platform;
 pub mod plugins;
 pub mod portal;
 pub mod risk_rules;

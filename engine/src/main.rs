@@ -1,4 +1,5 @@
-//! The `lumire` binary: `serve` (default), `migrate`, `openapi`, `plugin install`.
+//! The `lumire` binary: `serve` (default), `migrate`, `openapi`, `plugin install`,
+//! `operator grant`.
 
 use clap::{Parser, Subcommand};
 use lumire_engine::{App, Settings};
@@ -27,6 +28,25 @@ enum Command {
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
+    },
+    /// Manage the installation's operators (`/v1/platform/*`).
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Give an existing user the `platform_operator` role (it acts on every tenant through
+    /// `/v1/platform/*`; no API can hand it out).
+    Grant {
+        /// The slug of the user's tenant (the installation's own, by convention).
+        #[arg(long)]
+        tenant: String,
+        /// The user's e-mail address.
+        #[arg(long)]
+        email: String,
     },
 }
 
@@ -81,6 +101,15 @@ async fn main() -> anyhow::Result<()> {
         }) => {
             lumire_engine::plugins::install_cli(&settings, &file, yes, &mut std::io::stdout())
                 .await?;
+            Ok(())
+        }
+        Some(Command::Operator {
+            command: OperatorCommand::Grant { tenant, email },
+        }) => {
+            let db = lumire_engine::db::Db::connect(&settings.database_url, 1).await?;
+            db.migrate().await?;
+            let id = lumire_engine::platform::operators::grant(&db, &tenant, &email).await?;
+            tracing::info!(user_id = %id, tenant = %tenant, "platform_operator granted");
             Ok(())
         }
         None | Some(Command::Openapi) => serve(settings).await,

@@ -21,6 +21,7 @@ mod native_connectors;
 mod passkeys;
 mod payment_documents;
 mod payments;
+mod platform;
 mod plugin_host;
 mod plugins;
 mod portal;

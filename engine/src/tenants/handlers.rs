@@ -5,8 +5,9 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use super::flags;
 use super::uploads::{self, UploadTicket};
 use crate::app::AppState;
 use crate::audit;
@@ -24,7 +25,6 @@ pub const LOGO_PURPOSE: &str = "tenant_logo";
 pub const LOGO_TYPES: &[&str] = &["image/png", "image/jpeg", "image/svg+xml", "image/webp"];
 pub const LOGO_MAX_BYTES: i64 = 2 * 1024 * 1024;
 const BRANDING_MAX_BYTES: usize = 16 * 1024;
-const MAX_FLAGS: usize = 200;
 
 fn to_json(t: &TenantView) -> Value {
     serde_json::to_value(t).unwrap_or(Value::Null)
@@ -43,25 +43,6 @@ pub struct UpdateBody {
     branding: Patch<Value>,
     #[serde(default)]
     feature_flags: Patch<Value>,
-}
-
-/// Merges `changes` into `current` one level deep: a key set to `null` is removed.
-fn merge(current: &Value, changes: &Map<String, Value>) -> Map<String, Value> {
-    let mut out = current.as_object().cloned().unwrap_or_default();
-    for (k, v) in changes {
-        if v.is_null() {
-            out.remove(k);
-        } else {
-            out.insert(k.clone(), v.clone());
-        }
-    }
-    out
-}
-
-fn valid_flag_name(k: &str) -> bool {
-    (1..=64).contains(&k.len())
-        && k.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
 }
 
 /// `branding` and `featureFlags` are merged into the stored objects (a key set to `null` is
@@ -106,19 +87,7 @@ pub async fn update(
             None
         }
         Patch::Value(Value::Object(m)) => {
-            for (k, val) in m {
-                if !valid_flag_name(k) {
-                    v.fail(
-                        &format!("featureFlags.{k}"),
-                        "flag names are 1-64 letters, digits, '_', '-' or '.'",
-                    );
-                } else if !(val.is_boolean() || val.is_null()) {
-                    v.fail(
-                        &format!("featureFlags.{k}"),
-                        "must be true, false or null (to remove it)",
-                    );
-                }
-            }
+            flags::check(&mut v, "featureFlags.", m);
             Some(m.clone())
         }
         Patch::Value(_) => {
@@ -133,7 +102,7 @@ pub async fn update(
     let cur = load_tenant(&mut *tx, &actor.tenant_id).await?;
     let before = to_json(&cur);
     let branding = match branding {
-        Some(changes) => Value::Object(merge(&cur.branding, &changes)),
+        Some(changes) => Value::Object(flags::merge(&cur.branding, &changes)),
         None => cur.branding.clone(),
     };
     if branding.to_string().len() > BRANDING_MAX_BYTES {
@@ -143,15 +112,9 @@ pub async fn update(
         ));
     }
     let flags = match flags {
-        Some(changes) => Value::Object(merge(&cur.feature_flags, &changes)),
+        Some(changes) => flags::apply(&cur.feature_flags, &changes, "featureFlags")?,
         None => cur.feature_flags.clone(),
     };
-    if flags.as_object().is_some_and(|m| m.len() > MAX_FLAGS) {
-        return Err(ApiError::field(
-            "featureFlags",
-            format!("at most {MAX_FLAGS} flags"),
-        ));
-    }
     sqlx::query(
         "UPDATE tenants SET name = $2, branding = $3, feature_flags = $4, updated_at = $5 WHERE id = $1",
     )

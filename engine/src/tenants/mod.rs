@@ -1,6 +1,7 @@
 //! The current tenant: its name, branding, feature flags and logo. The logo goes through a
 //! two-step upload (`uploads`) into the object store, then a confirm makes it current.
 
+pub mod flags;
 mod handlers;
 pub mod uploads;
 
