@@ -149,3 +149,66 @@ async fn only_operators_may_change_another_tenants_flags() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn operators_list_tenants_with_counts_and_owners() {
+    let app = TestApp::spawn().await;
+    let op = operator(&app).await;
+    let broker = app.register_owner().await;
+    let (s, t) = broker
+        .post("/v1/traders", json!({"email": "counted@client.example"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    app.member(&broker, &["sales"]).await;
+
+    let (s, l) = op
+        .get(&format!("/v1/platform/tenants?slug={}", broker.slug))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{l}");
+    let row = &l["data"][0];
+    assert_eq!(l["data"].as_array().unwrap().len(), 1, "{l}");
+    assert_eq!(row["id"], broker.tenant_id.as_str(), "{l}");
+    assert_eq!(
+        row["counts"],
+        json!({"traders": 1, "tradingAccounts": 0, "users": 2, "customers": 0}),
+        "{l}"
+    );
+    assert!(row["lastActivityAt"].is_string(), "{l}");
+
+    // Every tenant, newest first, in pages.
+    let (_, p1) = op.get("/v1/platform/tenants?limit=1").await;
+    assert_eq!(p1["data"][0]["id"], broker.tenant_id.as_str(), "{p1}");
+    let cursor = p1["next_cursor"].as_str().unwrap();
+    let (_, p2) = op
+        .get(&format!("/v1/platform/tenants?limit=1&cursor={cursor}"))
+        .await;
+    assert_eq!(p2["data"][0]["id"], op.tenant_id.as_str(), "{p2}");
+
+    let (s, d) = op
+        .get(&format!("/v1/platform/tenants/{}", broker.tenant_id))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(d["counts"]["traders"], 1, "{d}");
+    let owners = d["owners"].as_array().unwrap();
+    assert_eq!(owners.len(), 1, "only the owner, not the sales member: {d}");
+    assert_eq!(owners[0]["email"], broker.email.as_str(), "{d}");
+
+    let (s, _) = op
+        .get("/v1/platform/tenants/01JX0000000000000000000000")
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, b) = op.get("/v1/platform/tenants?limit=0").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(b["errors"][0]["field"], "limit", "{b}");
+
+    // Nobody else: not a tenant's owner, not anonymous.
+    for path in [
+        "/v1/platform/tenants".to_string(),
+        format!("/v1/platform/tenants/{}", broker.tenant_id),
+    ] {
+        let (s, b) = broker.get(&path).await;
+        assert_problem(s, &b, StatusCode::FORBIDDEN, "forbidden");
+        let (s, _) = app.anonymous().get(&path).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+    }
+}

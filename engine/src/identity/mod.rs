@@ -8,7 +8,9 @@ mod tokens;
 mod totp;
 
 pub use login::{check_rate_limit, record_failure, with_session_cookie};
-pub use model::{TenantView, USER_COLUMNS, UserRow, UserView, load_tenant, load_user};
+pub use model::{
+    TENANT_COLUMNS, TenantRow, TenantView, USER_COLUMNS, UserRow, UserView, load_tenant, load_user,
+};
 pub use tokens::{TokenPurpose, issue_token};
 
 use crate::auth::Role;

@@ -4,6 +4,7 @@
 
 mod feature_flags;
 pub mod operators;
+mod tenants;
 
 use crate::auth::roles::Role;
 use crate::http::api::{Api, Op};
@@ -11,6 +12,22 @@ use crate::http::api::{Api, Op};
 const OPERATORS: &[Role] = &[Role::PlatformOperator];
 
 pub fn routes(api: &mut Api) {
+    api.add(
+        Op::get("/v1/platform/tenants", "getPlatformTenants", "platform")
+            .summary("Every tenant, newest first, with its counts (traders, trading accounts, team members, portal customers) and lastActivityAt (its newest audit entry). Filter: slug. Cursor-paginated.")
+            .staff(OPERATORS),
+        tenants::list,
+    );
+    api.add(
+        Op::get(
+            "/v1/platform/tenants/{id}",
+            "getPlatformTenantsId",
+            "platform",
+        )
+        .summary("One tenant with its counts, lastActivityAt and owners (id, email, displayName).")
+        .staff(OPERATORS),
+        tenants::get,
+    );
     api.add(
         Op::post(
             "/v1/platform/tenants/{id}/feature-flags",
