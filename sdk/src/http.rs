@@ -228,3 +228,53 @@ impl From<crate::storage::Error> for Problem {
         Problem::internal(&format!("storage: {e:?}"))
     }
 }
+
+/// A failed commit as a problem: `stale` and engine-rule conflicts are 409s (retry or decide
+/// again), insufficient funds a 409 `insufficient_funds`, invalid steps a 400 naming the fields
+/// the host named (`email: is not valid`), and the rest an error of the plugin or the engine.
+impl From<crate::transaction::Error> for Problem {
+    fn from(e: crate::transaction::Error) -> Problem {
+        use crate::transaction::Error as E;
+        match e {
+            E::Stale(f) => Problem::conflict(
+                "concurrent_update",
+                &format!(
+                    "The record changed while this request ran; retry it. ({})",
+                    f.message
+                ),
+            ),
+            E::Conflict(f) => Problem::conflict("conflict", &f.message),
+            E::InsufficientFunds(f) => Problem::conflict(
+                "insufficient_funds",
+                &format!("Insufficient funds: {}", f.message),
+            ),
+            E::Invalid(f) => Problem::fields(field_errors(&f.message)),
+            E::Denied(f) => Problem::internal(&format!(
+                "transaction step {} denied: {}",
+                f.step, f.message
+            )),
+            E::Unavailable(m) => {
+                crate::log::warn(&format!("transaction unavailable: {m}"));
+                Problem::new(
+                    503,
+                    "unavailable",
+                    "The engine is unavailable; retry later.",
+                )
+            }
+        }
+    }
+}
+
+/// Splits a host message such as `email: is not valid; phone: too long` into field errors
+/// (parts without a field name are reported under `body`).
+pub fn field_errors(message: &str) -> Vec<(String, String)> {
+    message
+        .split("; ")
+        .map(|part| match part.split_once(": ") {
+            Some((f, m)) if !f.is_empty() && f.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                (f.to_string(), m.to_string())
+            }
+            _ => ("body".to_string(), part.to_string()),
+        })
+        .collect()
+}

@@ -57,6 +57,10 @@ impl Entry {
         self.writes.push(w);
         self
     }
+    /// The entry and its storage writes (a [`crate::transaction::Transaction`] takes them apart).
+    pub(crate) fn into_parts(self) -> (raw::Entry, Vec<Write>) {
+        (self.entry, self.writes)
+    }
     /// Posts the entry and its storage writes in one transaction; returns the entry id.
     pub fn post(self) -> Result<String, Error> {
         raw::post(&self.entry, &self.writes)

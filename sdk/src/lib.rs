@@ -1,15 +1,15 @@
 //! # lumire-plugin-sdk
 //!
 //! Write a LumireCRM engine plugin in Rust. A plugin is a WebAssembly component implementing the
-//! `feature-plugin` world of the WIT package `lumire:plugin@0.2.0` (see `wit/` in the engine's
+//! `feature-plugin` world of the WIT package `lumire:plugin@0.3.0` (see `wit/` in the engine's
 //! repository). This crate wraps the generated bindings:
 //!
 //! - [`Plugin`]: the trait you implement (manifest, HTTP handler, events, jobs),
 //! - [`export_plugin!`]: registers your type as the component's exports,
 //! - [`Request`] / [`Response`] / [`Problem`]: HTTP with JSON bodies and problem+json errors,
 //! - [`Router`]: typed routing of `(method, route)` to handler functions,
-//! - [`storage`], [`files`], [`records`], [`ledger`], [`http_client`], [`events`], [`config`],
-//!   [`log`]: the host's capabilities,
+//! - [`storage`], [`files`], [`records`], [`ledger`], [`transaction`], [`http_client`],
+//!   [`events`], [`config`], [`log`]: the host's capabilities,
 //! - [`connector`]: the [`connector::Connector`] trait and [`export_connector!`] for
 //!   trading-platform connectors (world `platform-connector`).
 //!
@@ -46,23 +46,24 @@ pub mod http_client;
 pub mod ledger;
 pub mod records;
 pub mod storage;
+pub mod transaction;
 
-pub use http::{Problem, Request, Response};
+pub use http::{Problem, Request, Response, field_errors};
 pub use manifest::{ManifestBuilder, manifest};
 pub use router::{Handler, Router};
 
-/// The bindings generated from the WIT package `lumire:plugin@0.2.0` (world `feature-plugin`,
-/// which imports the 0.1.0 interfaces unchanged). Prefer the wrappers of this crate; the raw
+/// The bindings generated from the WIT package `lumire:plugin@0.3.0` (world `feature-plugin`,
+/// which imports the 0.1.0 and 0.2.0 interfaces unchanged). Prefer the wrappers of this crate; the raw
 /// bindings are here for what they do not cover.
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit/lumire-plugin-0.2.0",
-        world: "lumire:plugin/feature-plugin@0.2.0",
+        path: "../wit/lumire-plugin-0.3.0",
+        world: "lumire:plugin/feature-plugin@0.3.0",
         pub_export_macro: true,
         export_macro_name: "__export_feature_plugin",
         default_bindings_module: "lumire_plugin_sdk::bindings",
-        // The 0.1.0 interfaces the world imports come from another package version.
+        // The 0.1.0 and 0.2.0 interfaces the world imports come from other package versions.
         generate_all,
     });
 }
@@ -90,6 +91,8 @@ pub mod connector_bindings {
 pub(crate) use bindings::lumire::plugin0_1_0 as v1;
 /// The interfaces new in `lumire:plugin@0.2.0` (files, records, ledger, http-client).
 pub(crate) use bindings::lumire::plugin0_2_0 as v2;
+/// The interface new in `lumire:plugin@0.3.0` (transaction).
+pub(crate) use bindings::lumire::plugin0_3_0 as v3;
 
 pub use v1::types::{
     Capability, Collection, Event, HttpRequest, HttpResponse, Job, Manifest, Route,

@@ -23,6 +23,7 @@ mod payment_documents;
 mod payments;
 mod platform;
 mod plugin_host;
+mod plugin_transactions;
 mod plugins;
 mod portal;
 mod rest_bridge;

@@ -27,6 +27,42 @@ async fn a_component_built_against_0_1_0_still_loads_and_runs() {
 }
 
 #[tokio::test]
+async fn a_component_built_against_0_2_0_still_loads_and_runs() {
+    let app = spawn().await;
+    let owner = app.register_owner().await;
+    let other = app.register_owner().await;
+    let (_, list) = owner.get("/v1/plugins").await;
+    let legacy = plugin(&list, "legacy-v0-2");
+    assert_eq!(legacy["world"], "feature-plugin");
+    assert_eq!(legacy["version"], "0.2.0");
+    let (_, trader) = owner
+        .post("/v1/traders", json!({"email": "v2.reader@example.com"}))
+        .await;
+    let (s, _) = owner.get("/v1/legacy2/ping").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "not enabled yet");
+    enable(&owner, "legacy-v0-2").await;
+    enable(&other, "legacy-v0-2").await;
+    // Its 0.1.0 storage and 0.2.0 records imports are served by the 0.3.0 host.
+    let (s, b) = owner
+        .get("/v1/legacy2/ping?email=v2.reader@example.com")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        b,
+        json!({"world": "0.2.0", "stored": true, "trader": trader["id"]})
+    );
+    let (s, b) = other
+        .get("/v1/legacy2/ping?email=v2.reader@example.com")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        b["trader"],
+        json!(null),
+        "another tenant's trader is not found"
+    );
+}
+
+#[tokio::test]
 async fn core_records_never_reach_another_tenant() {
     let app = spawn().await;
     let a = app.register_owner().await;

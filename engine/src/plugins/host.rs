@@ -131,6 +131,9 @@ pub struct HostState {
     /// the engine to write when the call ends. `None` (events, jobs, connectors): each `emit`
     /// commits at once.
     pub deferred_events: Option<Vec<PendingEvent>>,
+    /// Trader ids `transaction.new-trader-id` issued in this call: the only ones a commit
+    /// accepts for a new trader.
+    pub issued_trader_ids: Vec<String>,
 }
 
 impl HostState {
@@ -160,6 +163,7 @@ impl HostState {
             max_ticks,
             timed_out: false,
             deferred_events: None,
+            issued_trader_ids: Vec::new(),
         }
     }
 
@@ -180,7 +184,7 @@ impl HostState {
         })
     }
 
-    fn storage_scope(&self) -> Result<(crate::db::Db, Scope<'_>), storage::Error> {
+    pub(super) fn storage_scope(&self) -> Result<(crate::db::Db, Scope<'_>), storage::Error> {
         if !self.call.manifest.capabilities.storage {
             return Err(storage::Error::Denied);
         }

@@ -112,13 +112,18 @@ fn push_filters(b: &mut SqlBuilder, idx: &[String], filters: &[Filter]) -> Resul
     Ok(())
 }
 
-async fn put_in(
-    conn: &mut AnyConnection,
+/// A checked document: its text, parsed, with the values of its collection's indexed fields.
+struct Checked<'b> {
+    body: &'b str,
+    idx: [Option<String>; 4],
+}
+
+fn check_document<'b>(
     scope: &Scope<'_>,
     collection: &str,
     id: &str,
-    body: &str,
-) -> Result<Document, Error> {
+    body: &'b str,
+) -> Result<Checked<'b>, Error> {
     let idx = indexes(scope, collection)?;
     check_id(id)?;
     if body.len() > MAX_DOCUMENT_BYTES {
@@ -133,35 +138,140 @@ async fn put_in(
     for (i, f) in idx.iter().enumerate() {
         vals[i] = index_value(obj.get(f));
     }
+    Ok(Checked { body, idx: vals })
+}
+
+/// What a conditional write expects of the document (see `transaction` in WIT 0.3.0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    Any,
+    Absent,
+    Revision(u64),
+}
+
+/// A document as written: its `created_at` and new revision.
+pub struct Written {
+    pub document: Document,
+    pub revision: u64,
+}
+
+/// Puts a document if `expect` holds; `Ok(None)` when it does not (the document changed).
+pub async fn put_expecting(
+    conn: &mut AnyConnection,
+    scope: &Scope<'_>,
+    collection: &str,
+    id: &str,
+    body: &str,
+    expect: Expect,
+) -> Result<Option<Written>, Error> {
+    let c = check_document(scope, collection, id, body)?;
     let t = now();
-    let [i1, i2, i3, i4] = vals;
-    let created: String = sqlx::query_scalar(
-        "INSERT INTO plugin_documents (tenant_id, plugin, collection, id, body, idx1, idx2, idx3, idx4, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
-         ON CONFLICT (tenant_id, plugin, collection, id) DO UPDATE SET body = excluded.body,
-           idx1 = excluded.idx1, idx2 = excluded.idx2, idx3 = excluded.idx3, idx4 = excluded.idx4,
-           updated_at = excluded.updated_at
-         RETURNING created_at",
-    )
-    .bind(scope.tenant_id)
-    .bind(&scope.manifest.name)
-    .bind(collection)
-    .bind(id)
-    .bind(body)
-    .bind(i1)
-    .bind(i2)
-    .bind(i3)
-    .bind(i4)
-    .bind(&t)
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    Ok(Document {
-        id: id.to_string(),
-        body: body.to_string(),
-        created_at: created,
-        updated_at: t,
-    })
+    let [i1, i2, i3, i4] = c.idx;
+    let sql = match expect {
+        Expect::Any => {
+            "INSERT INTO plugin_documents (tenant_id, plugin, collection, id, body, idx1, idx2, idx3, idx4, created_at, updated_at, revision)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 1)
+             ON CONFLICT (tenant_id, plugin, collection, id) DO UPDATE SET body = excluded.body,
+               idx1 = excluded.idx1, idx2 = excluded.idx2, idx3 = excluded.idx3, idx4 = excluded.idx4,
+               updated_at = excluded.updated_at, revision = plugin_documents.revision + 1
+             RETURNING created_at, revision"
+        }
+        Expect::Absent => {
+            "INSERT INTO plugin_documents (tenant_id, plugin, collection, id, body, idx1, idx2, idx3, idx4, created_at, updated_at, revision)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, 1)
+             ON CONFLICT (tenant_id, plugin, collection, id) DO NOTHING
+             RETURNING created_at, revision"
+        }
+        Expect::Revision(_) => {
+            "UPDATE plugin_documents SET body = $5, idx1 = $6, idx2 = $7, idx3 = $8, idx4 = $9,
+               updated_at = $10, revision = revision + 1
+             WHERE tenant_id = $1 AND plugin = $2 AND collection = $3 AND id = $4 AND revision = $11
+             RETURNING created_at, revision"
+        }
+    };
+    let mut q = sqlx::query_as::<_, (String, i64)>(sql)
+        .bind(scope.tenant_id)
+        .bind(&scope.manifest.name)
+        .bind(collection)
+        .bind(id)
+        .bind(c.body)
+        .bind(i1)
+        .bind(i2)
+        .bind(i3)
+        .bind(i4)
+        .bind(&t);
+    if let Expect::Revision(r) = expect {
+        q = q.bind(i64::try_from(r).unwrap_or(i64::MAX));
+    }
+    let row = q.fetch_optional(&mut *conn).await.map_err(db_err)?;
+    Ok(row.map(|(created_at, revision)| Written {
+        document: Document {
+            id: id.to_string(),
+            body: body.to_string(),
+            created_at,
+            updated_at: t,
+        },
+        revision: revision.max(0) as u64,
+    }))
+}
+
+/// Deletes a document if `expect` holds: `Ok(Some(existed))`, or `Ok(None)` when it does not.
+pub async fn delete_expecting(
+    conn: &mut AnyConnection,
+    scope: &Scope<'_>,
+    collection: &str,
+    id: &str,
+    expect: Expect,
+) -> Result<Option<bool>, Error> {
+    indexes(scope, collection)?;
+    match expect {
+        Expect::Any => delete_in(conn, scope, collection, id).await.map(Some),
+        Expect::Absent => {
+            let present = revision_in(conn, scope, collection, id).await?.is_some();
+            Ok((!present).then_some(false))
+        }
+        Expect::Revision(r) => {
+            let mut b = scoped("DELETE FROM plugin_documents", scope, collection);
+            b.push(" AND id = ")
+                .text(id)
+                .push(" AND revision = ")
+                .int(i64::try_from(r).unwrap_or(i64::MAX));
+            let done = sqlx::query_with(b.sql(), b.arguments())
+                .execute(&mut *conn)
+                .await
+                .map_err(db_err)?;
+            Ok((done.rows_affected() > 0).then_some(true))
+        }
+    }
+}
+
+async fn revision_in(
+    conn: &mut AnyConnection,
+    scope: &Scope<'_>,
+    collection: &str,
+    id: &str,
+) -> Result<Option<u64>, Error> {
+    let mut b = scoped("SELECT revision FROM plugin_documents", scope, collection);
+    b.push(" AND id = ").text(id);
+    let r: Option<i64> = b
+        .query_scalar()
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Ok(r.map(|r| r.max(0) as u64))
+}
+
+async fn put_in(
+    conn: &mut AnyConnection,
+    scope: &Scope<'_>,
+    collection: &str,
+    id: &str,
+    body: &str,
+) -> Result<Document, Error> {
+    let written = put_expecting(conn, scope, collection, id, body, Expect::Any).await?;
+    written
+        .map(|w| w.document)
+        .ok_or_else(|| Error::Unavailable("the write did not apply".into()))
 }
 
 async fn delete_in(
@@ -221,6 +331,38 @@ pub async fn get(
         body,
         created_at,
         updated_at,
+    }))
+}
+
+/// A document and its revision.
+pub async fn get_versioned(
+    db: &Db,
+    scope: &Scope<'_>,
+    collection: &str,
+    id: &str,
+) -> Result<Option<(Document, u64)>, Error> {
+    indexes(scope, collection)?;
+    let mut b = scoped(
+        "SELECT id, body, created_at, updated_at, revision FROM plugin_documents",
+        scope,
+        collection,
+    );
+    b.push(" AND id = ").text(id);
+    let row: Option<(String, String, String, String, i64)> = b
+        .query_as()
+        .fetch_optional(db.pool())
+        .await
+        .map_err(db_err)?;
+    Ok(row.map(|(id, body, created_at, updated_at, revision)| {
+        (
+            Document {
+                id,
+                body,
+                created_at,
+                updated_at,
+            },
+            revision.max(0) as u64,
+        )
     }))
 }
 

@@ -194,6 +194,17 @@ pub async fn create(
 
 /// Validates and inserts a trader inside `tx`, with its `trader.created` event and audit entry.
 pub async fn create_in(tx: &mut Tx, actor: &Actor, b: CreateBody) -> ApiResult<TraderView> {
+    create_with_id(tx, actor, b, new_id()).await
+}
+
+/// [`create_in`] under an id the caller chose with [`new_id`] (a plugin's transaction refers
+/// to the trader before it commits).
+pub async fn create_with_id(
+    tx: &mut Tx,
+    actor: &Actor,
+    b: CreateBody,
+    id: String,
+) -> ApiResult<TraderView> {
     let mut v = Validator::new();
     let email = v.required("email", b.email.as_deref()).map(str::to_string);
     v.email("email", email.as_deref());
@@ -218,7 +229,6 @@ pub async fn create_in(tx: &mut Tx, actor: &Actor, b: CreateBody) -> ApiResult<T
     );
     v.finish()?;
     let email = email.unwrap_or_default();
-    let id = new_id();
     if let Some(a) = &b.assigned_to_id {
         check_assignee(tx, &actor.tenant_id, a, "assignedToId").await?;
     }

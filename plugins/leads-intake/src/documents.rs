@@ -4,10 +4,11 @@
 
 use lumire_plugin_sdk::files;
 use lumire_plugin_sdk::storage;
+use lumire_plugin_sdk::transaction::{Expect, Transaction};
 use lumire_plugin_sdk::{Problem, Request, Response};
 use serde_json::{Value, json};
 
-use crate::partner_api::{COLLECTION, visible_lead};
+use crate::partner_api::{COLLECTION, visible_lead_versioned};
 use crate::upload::{self, PART};
 
 /// Documents one lead may hold (each upload adds a small entry to the lead's document).
@@ -31,7 +32,8 @@ fn files_problem(e: files::Error) -> Problem {
 
 pub fn upload(req: &Request) -> Result<Response, Problem> {
     let lead_id = req.param("lead_id").unwrap_or_default();
-    let mut lead = visible_lead(req, lead_id)?.ok_or_else(|| Problem::not_found("lead"))?;
+    let (mut lead, revision) =
+        visible_lead_versioned(req, lead_id)?.ok_or_else(|| Problem::not_found("lead"))?;
     let count = lead
         .get("documents")
         .and_then(Value::as_array)
@@ -61,7 +63,11 @@ pub fn upload(req: &Request) -> Result<Response, Problem> {
         None => lead["documents"] = json!([meta]),
     }
     lead["updated_at"] = json!(now);
-    storage::put(COLLECTION, lead_id, &lead)?;
+    // Two uploads to one lead at once: the second sees a stale revision and answers 409
+    // rather than dropping the first one's metadata.
+    Transaction::new()
+        .put(COLLECTION, lead_id, &lead, Expect::Revision(revision))
+        .commit()?;
     crate::sales::emit(
         "lead.document_uploaded",
         "lead",

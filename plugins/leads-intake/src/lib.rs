@@ -47,6 +47,7 @@ impl Plugin for LeadsIntake {
             .collection(sales::LEADS, &["status", "assignedToId", "pipelineStageId", "source"])
             .collection(sales::PIPELINES, &["slug", "isDefault"])
             .collection(sales::STAGES, &["pipelineId"])
+            .collection(sales::pipelines::CLAIMS, &[])
             .collection(sales::ACTIVITIES, &["leadId", "traderId", "kind", "occurredAt"])
             .capability(sdk::Capability::Events)
             .capability(sdk::Capability::CoreRecords)

@@ -4,6 +4,7 @@
 //! see all of the tenant's.
 
 use lumire_plugin_sdk::storage::{self, Op};
+use lumire_plugin_sdk::transaction;
 use lumire_plugin_sdk::{Problem, Request, Response};
 use serde_json::{Map, Value, json};
 
@@ -16,12 +17,18 @@ pub const COLLECTION: &str = "leads";
 
 /// Reads a partner lead the caller may see: a partner only its own; `None` otherwise.
 pub fn visible_lead(req: &Request, id: &str) -> Result<Option<Value>, Problem> {
-    let Some(lead) = storage::get::<Value>(COLLECTION, id)? else {
+    Ok(visible_lead_versioned(req, id)?.map(|(lead, _)| lead))
+}
+
+/// [`visible_lead`] with the document's revision, for a change that must not overwrite a
+/// concurrent one.
+pub fn visible_lead_versioned(req: &Request, id: &str) -> Result<Option<(Value, u64)>, Problem> {
+    let Some((lead, revision)) = transaction::get::<Value>(COLLECTION, id)? else {
         return Ok(None);
     };
     match req.partner_id() {
         Some(p) if lead.get("partner_id").and_then(Value::as_str) != Some(p) => Ok(None),
-        _ => Ok(Some(lead)),
+        _ => Ok(Some((lead, revision))),
     }
 }
 

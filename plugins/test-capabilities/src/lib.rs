@@ -1,6 +1,8 @@
-//! Exercises the host capabilities of `lumire:plugin@0.2.0` for the engine's tests: ledger
-//! posts with storage writes in the same transaction, balances, files and outbound HTTP to an
-//! allowlisted host.
+//! Exercises the host capabilities of `lumire:plugin@0.2.0` and `@0.3.0` for the engine's tests:
+//! ledger posts with storage writes in the same transaction, balances, files, outbound HTTP to
+//! an allowlisted host, and `transaction` commits (`commit.rs`).
+
+mod commit;
 
 use lumire_plugin_sdk::ledger::{self, Account};
 use lumire_plugin_sdk::{
@@ -25,8 +27,17 @@ impl Plugin for Capabilities {
                 "Stores and reads back a file",
             )
             .route("GET", "/v1/captest/fetch", ANY, "Fetches ?url=")
+            .route(
+                "POST",
+                "/v1/captest/commit",
+                ANY,
+                "Commits the steps of the body",
+            )
+            .route("GET", "/v1/captest/doc", ANY, "A document and its revision")
             .collection("transfers", &["trader"])
+            .collection("docs", &[])
             .capability(sdk::Capability::Ledger)
+            .capability(sdk::Capability::CoreRecords)
             .capability(sdk::Capability::HttpOutbound(vec!["127.0.0.1".into()]))
             .build()
     }
@@ -37,6 +48,8 @@ impl Plugin for Capabilities {
             .get("/v1/captest/balance", balance)
             .post("/v1/captest/files", store_file)
             .get("/v1/captest/fetch", fetch)
+            .post("/v1/captest/commit", commit::commit)
+            .get("/v1/captest/doc", commit::document)
             .dispatch(&req)
     }
 }

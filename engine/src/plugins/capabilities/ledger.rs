@@ -129,7 +129,7 @@ impl HostState {
 }
 
 /// Posts `e` and applies `writes` inside `tx` for `manifest`'s plugin.
-async fn post_in(
+pub(super) async fn post_in(
     manifest: &Manifest,
     tx: &mut Tx,
     tenant: &str,

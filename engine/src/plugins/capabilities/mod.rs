@@ -1,4 +1,5 @@
-//! The host interfaces new in `lumire:plugin@0.2.0`, one module each. Every call is scoped to the
+//! The host interfaces new in `lumire:plugin@0.2.0` and `@0.3.0` (`transaction`), one module
+//! each. Every call is scoped to the
 //! tenant the host is serving (from the call context, never from an argument) and refused with
 //! `denied` unless the manifest asked for the capability and the operator approved it.
 
@@ -6,3 +7,4 @@ pub mod files;
 pub mod ledger;
 pub mod outbound;
 pub mod records;
+pub mod transaction;

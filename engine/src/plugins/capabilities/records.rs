@@ -33,7 +33,7 @@ fn db_err(e: sqlx::Error) -> Error {
     api_err(ApiError::from(e))
 }
 
-fn trader(r: TraderRow) -> Trader {
+pub(super) fn trader(r: TraderRow) -> Trader {
     Trader {
         id: r.id,
         email: r.email,
@@ -97,7 +97,7 @@ const MAX_POSITIONS: i64 = 1000;
 
 impl HostState {
     /// The database and the tenant of this call, if the plugin was granted `core-records`.
-    fn records_scope(&self) -> Result<(Db, String), Error> {
+    pub(super) fn records_scope(&self) -> Result<(Db, String), Error> {
         if !self.call.manifest.capabilities.core_records {
             return Err(Error::Denied);
         }
@@ -115,6 +115,19 @@ impl HostState {
                 self.call.manifest.name, self.call.manifest.version
             ),
         )
+    }
+}
+
+/// The engine's create body for a plugin's new trader.
+pub(super) fn create_body(t: NewTrader) -> CreateBody {
+    CreateBody {
+        email: Some(t.email),
+        first_name: t.first_name,
+        last_name: t.last_name,
+        phone: t.phone,
+        country: t.country,
+        source: t.source,
+        ..CreateBody::default()
     }
 }
 
@@ -149,17 +162,10 @@ impl Host for HostState {
     async fn create_trader(&mut self, t: NewTrader) -> Result<Trader, Error> {
         let (db, tenant) = self.records_scope()?;
         let actor = self.plugin_actor(&tenant);
-        let body = CreateBody {
-            email: Some(t.email),
-            first_name: t.first_name,
-            last_name: t.last_name,
-            phone: t.phone,
-            country: t.country,
-            source: t.source,
-            ..CreateBody::default()
-        };
         let mut tx = db.begin().await.map_err(db_err)?;
-        let view = create_in(&mut tx, &actor, body).await.map_err(api_err)?;
+        let view = create_in(&mut tx, &actor, create_body(t))
+            .await
+            .map_err(api_err)?;
         let row = load(&mut *tx, &tenant, &view.id).await.map_err(api_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(trader(row))

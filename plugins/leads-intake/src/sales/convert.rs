@@ -1,34 +1,23 @@
 //! `POST /v1/sales/leads/{id}/convert`: the lead becomes a trader (through the host's
 //! core-records interface, so the engine validates, audits and announces it as
 //! `trader.created`), the lead keeps the trader's id and is `converted`, and `lead.converted`
-//! is emitted.
+//! is emitted. The trader and the lead's change commit in one transaction (WIT 0.3.0
+//! `transaction`): a failure leaves neither, and two conversions of one lead at once give one
+//! trader and a 409.
 
 use lumire_plugin_sdk::records::{self, NewTrader, Trader};
-use lumire_plugin_sdk::storage;
-use lumire_plugin_sdk::{Problem, Request, Response};
+use lumire_plugin_sdk::transaction::{self, Error, Expect, Transaction, created_trader};
+use lumire_plugin_sdk::{Problem, Request, Response, field_errors};
 use serde_json::json;
 
-use super::leads::{SalesLead, load};
+use super::leads::load;
 use super::{LEADS, path_id};
 
 /// A core-records failure as a problem.
 pub fn records_problem(e: records::Error) -> Problem {
     match e {
-        records::Error::Invalid(msg) => {
-            // The host names the fields (`phone: too long; country: ...`) when it can.
-            let errors = msg
-                .split("; ")
-                .map(|part| match part.split_once(": ") {
-                    Some((f, m))
-                        if !f.is_empty() && f.bytes().all(|b| b.is_ascii_alphanumeric()) =>
-                    {
-                        (f.to_string(), m.to_string())
-                    }
-                    _ => ("lead".to_string(), part.to_string()),
-                })
-                .collect();
-            Problem::fields(errors)
-        }
+        // The host names the fields (`phone: too long; country: ...`) when it can.
+        records::Error::Invalid(msg) => Problem::fields(field_errors(&msg)),
         records::Error::NotFound => Problem::not_found("trader"),
         records::Error::Conflict(msg) => Problem::conflict("conflict", &msg),
         records::Error::Unavailable(msg) => {
@@ -57,7 +46,7 @@ fn trader_json(t: &Trader) -> serde_json::Value {
 }
 
 pub fn convert(req: &Request) -> Result<Response, Problem> {
-    let mut lead: SalesLead = load(path_id(req, "id"))?;
+    let (mut lead, revision) = load(path_id(req, "id"))?;
     if lead.status == "converted" || lead.trader_id.is_some() {
         return Err(Problem::conflict(
             "already_converted",
@@ -81,9 +70,21 @@ pub fn convert(req: &Request) -> Result<Response, Problem> {
         country: lead.country.clone(),
         source: Some(format!("lead:{}", lead.id)),
     };
-    let trader = match records::create_trader(&new) {
-        Ok(t) => t,
-        Err(records::Error::Conflict(_)) => {
+    let trader_id = transaction::new_trader_id();
+    let now = crate::time::now();
+    lead.status = "converted".into();
+    lead.trader_id = Some(trader_id.clone());
+    lead.converted_at = Some(now.clone());
+    lead.updated_at = now;
+    // The trader and the converted lead commit together, and only over the revision read
+    // above: a concurrent conversion or edit makes this one a 409 with nothing written.
+    let committed = Transaction::new()
+        .create_trader(&trader_id, new)
+        .put(LEADS, &lead.id, &lead, Expect::Revision(revision))
+        .commit();
+    let outcomes = match committed {
+        Ok(o) => o,
+        Err(Error::Conflict(_)) => {
             let mut p = Problem::conflict(
                 "email_taken",
                 &format!("A trader with the e-mail address {} exists.", lead.email),
@@ -91,14 +92,10 @@ pub fn convert(req: &Request) -> Result<Response, Problem> {
             p.errors = vec![("email".into(), "is taken by a trader of this tenant".into())];
             return Err(p);
         }
-        Err(e) => return Err(records_problem(e)),
+        Err(e) => return Err(e.into()),
     };
-    let now = crate::time::now();
-    lead.status = "converted".into();
-    lead.trader_id = Some(trader.id.clone());
-    lead.converted_at = Some(now.clone());
-    lead.updated_at = now;
-    storage::put(LEADS, &lead.id, &lead)?;
+    let trader = created_trader(&outcomes)
+        .ok_or_else(|| Problem::internal("the commit did not report the created trader"))?;
     super::emit(
         "lead.converted",
         "lead",
@@ -107,6 +104,6 @@ pub fn convert(req: &Request) -> Result<Response, Problem> {
     );
     Ok(Response::json(
         200,
-        &json!({"lead": lead, "trader": trader_json(&trader)}),
+        &json!({"lead": lead, "trader": trader_json(trader)}),
     ))
 }

@@ -2,6 +2,7 @@
 //! a status that moves along legal transitions and an optional pipeline stage.
 
 use lumire_plugin_sdk::storage::{self, Op};
+use lumire_plugin_sdk::transaction::{self, Expect, Transaction};
 use lumire_plugin_sdk::{Problem, Request, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -87,9 +88,9 @@ impl SalesLead {
     }
 }
 
-/// The lead with this id, or a 404.
-pub fn load(id: &str) -> Result<SalesLead, Problem> {
-    storage::get::<SalesLead>(LEADS, id)?.ok_or_else(|| Problem::not_found("lead"))
+/// The lead with this id and its revision, or a 404.
+pub fn load(id: &str) -> Result<(SalesLead, u64), Problem> {
+    transaction::get::<SalesLead>(LEADS, id)?.ok_or_else(|| Problem::not_found("lead"))
 }
 
 pub fn list(req: &Request) -> Result<Response, Problem> {
@@ -113,7 +114,7 @@ pub fn list(req: &Request) -> Result<Response, Problem> {
 }
 
 pub fn get(req: &Request) -> Result<Response, Problem> {
-    Ok(Response::json(200, &load(path_id(req, "id"))?))
+    Ok(Response::json(200, &load(path_id(req, "id"))?.0))
 }
 
 const FIELDS: &[&str] = &[
@@ -167,7 +168,7 @@ pub fn create(req: &Request) -> Result<Response, Problem> {
 }
 
 pub fn update(req: &Request) -> Result<Response, Problem> {
-    let mut lead = load(path_id(req, "id"))?;
+    let (mut lead, revision) = load(path_id(req, "id"))?;
     let before = lead.status.clone();
     let mut fields = FIELDS.to_vec();
     fields.extend(["status", "pipelineStageId"]);
@@ -217,7 +218,11 @@ pub fn update(req: &Request) -> Result<Response, Problem> {
         lead.status = to;
     }
     lead.updated_at = crate::time::now();
-    storage::put(LEADS, &lead.id, &lead)?;
+    // Only over the revision read above: a concurrent change (a conversion, another PATCH)
+    // is never overwritten; this request answers 409 instead.
+    Transaction::new()
+        .put(LEADS, &lead.id, &lead, Expect::Revision(revision))
+        .commit()?;
     let mut payload = json!({"id": lead.id, "status": lead.status});
     if before != lead.status {
         payload["previousStatus"] = json!(before);

@@ -2,12 +2,13 @@
 //! and at most one pipeline is the default (new leads start in its first stage).
 
 use lumire_plugin_sdk::storage::{self, Op};
+use lumire_plugin_sdk::transaction::{self, Expect, Transaction};
 use lumire_plugin_sdk::{Problem, Request, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::input::Body;
-use super::{PIPELINES, STAGES, filter_param, list_params, page, put_write};
+use super::{PIPELINES, STAGES, filter_param, list_params, page};
 
 const MAX_STAGES: usize = 50;
 
@@ -40,6 +41,19 @@ pub struct Stage {
 pub struct StageRef {
     pub id: String,
     pub pipeline_id: String,
+}
+
+/// Claims (`slug:<slug>`, `default`) that keep slugs unique and one default under concurrency.
+pub const CLAIMS: &str = "pipeline_claims";
+const DEFAULT_CLAIM: &str = "default";
+
+fn slug_taken(slug: &str) -> Problem {
+    let mut p = Problem::conflict(
+        "slug_taken",
+        &format!("A pipeline with the slug {slug:?} exists."),
+    );
+    p.errors = vec![("slug".into(), "is taken by another pipeline".into())];
+    p
 }
 
 /// The pipeline of a stage id, if the stage exists.
@@ -177,12 +191,7 @@ pub fn create(req: &Request) -> Result<Response, Problem> {
     };
 
     if storage::count(PIPELINES, &[storage::filter("slug", Op::Eq, &slug)])? > 0 {
-        let mut p = Problem::conflict(
-            "slug_taken",
-            &format!("A pipeline with the slug {slug:?} exists."),
-        );
-        p.errors = vec![("slug".into(), "is taken by another pipeline".into())];
-        return Err(p);
+        return Err(slug_taken(&slug));
     }
     let now = crate::time::now();
     let pipeline = Pipeline {
@@ -194,19 +203,34 @@ pub fn create(req: &Request) -> Result<Response, Problem> {
         created_at: now.clone(),
         updated_at: now.clone(),
     };
-    let mut writes = vec![put_write(PIPELINES, &pipeline.id, &pipeline)?];
+    // Claims make the rules hold under concurrency: the slug's claim is create-only, and the
+    // default's claim moves only from the revision read here, so two requests at once cannot
+    // both take one slug or both become the default.
+    let mut tx = Transaction::new()
+        .put(PIPELINES, &pipeline.id, &pipeline, Expect::Absent)
+        .put(
+            CLAIMS,
+            &format!("slug:{}", pipeline.slug),
+            &json!({"pipelineId": pipeline.id}),
+            Expect::Absent,
+        );
     for s in &pipeline.stages {
-        writes.push(put_write(
-            STAGES,
-            &s.id,
-            &StageRef {
-                id: s.id.clone(),
-                pipeline_id: pipeline.id.clone(),
-            },
-        )?);
+        let stage = StageRef {
+            id: s.id.clone(),
+            pipeline_id: pipeline.id.clone(),
+        };
+        tx = tx.put(STAGES, &s.id, &stage, Expect::Absent);
     }
     if is_default {
-        // At most one default: the previous one stops being it in the same transaction.
+        let claim = transaction::get::<Value>(CLAIMS, DEFAULT_CLAIM)?;
+        let expect = claim.map_or(Expect::Absent, |(_, r)| Expect::Revision(r));
+        tx = tx.put(
+            CLAIMS,
+            DEFAULT_CLAIM,
+            &json!({"pipelineId": pipeline.id}),
+            expect,
+        );
+        // The previous default stops being it in the same transaction.
         let (previous, _) = storage::query(PIPELINES)
             .filter("isDefault", Op::Eq, "true")
             .limit(500)
@@ -214,10 +238,14 @@ pub fn create(req: &Request) -> Result<Response, Problem> {
         for mut old in previous {
             old.is_default = false;
             old.updated_at = now.clone();
-            writes.push(put_write(PIPELINES, &old.id, &old)?);
+            tx = tx.put(PIPELINES, &old.id.clone(), &old, Expect::Any);
         }
     }
-    storage::batch(&writes)?;
+    match tx.commit() {
+        Ok(_) => {}
+        Err(transaction::Error::Stale(f)) if f.step == 1 => return Err(slug_taken(&pipeline.slug)),
+        Err(e) => return Err(e.into()),
+    }
     super::emit(
         "pipeline.created",
         "pipeline",
