@@ -16,7 +16,7 @@ use crate::db::Db;
 use crate::http::api::Api;
 use crate::http::metrics::Metrics;
 use crate::mail::Mailer;
-use crate::storage::{LocalStore, ObjectStore, S3Settings, S3Store};
+use crate::storage::ObjectStore;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -99,16 +99,7 @@ impl App {
         let db = Db::connect(&settings.database_url, settings.db_max_connections).await?;
         db.migrate().await?;
         let listener = TcpListener::bind(&settings.listen).await?;
-        let store: Arc<dyn ObjectStore> = match &settings.s3_bucket {
-            Some(bucket) => Arc::new(S3Store::new(&S3Settings {
-                bucket: bucket.clone(),
-                endpoint: settings.s3_endpoint.clone(),
-                region: settings.s3_region.clone(),
-                access_key_id: settings.s3_access_key_id.clone(),
-                secret_access_key: settings.s3_secret_access_key.clone(),
-            })?),
-            None => Arc::new(LocalStore::new(settings.data_dir.join("objects"))),
-        };
+        let store = crate::storage::from_settings(&settings)?;
         let secrets =
             crate::secrets::SecretBox::load(settings.secret_key.as_deref(), &settings.data_dir)?;
         let mut connectors = match &settings.native_connectors_dir {

@@ -1,4 +1,4 @@
-//! The `lumire` binary: `serve` (default), `migrate`, `openapi`, `plugin install`,
+//! The `lumire` binary: `serve` (default), `migrate`, `openapi`, `plugin install|uninstall|purge`,
 //! `operator grant`.
 
 use clap::{Parser, Subcommand};
@@ -62,6 +62,24 @@ enum PluginCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Remove a plugin's component and approval from the plugins directory; engines stop
+    /// serving it at their next start. Its data is kept (see `purge`).
+    Uninstall {
+        /// The plugin's name (as `GET /v1/plugins` shows it).
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Delete every tenant's data of an uninstalled plugin (documents, configuration and
+    /// secrets, job schedule, event deliveries, files). Its ledger entries are kept.
+    Purge {
+        /// The plugin's name.
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 #[tokio::main]
@@ -101,6 +119,30 @@ async fn main() -> anyhow::Result<()> {
         }) => {
             lumire_engine::plugins::install_cli(&settings, &file, yes, &mut std::io::stdout())
                 .await?;
+            Ok(())
+        }
+        Some(Command::Plugin {
+            command: PluginCommand::Uninstall { name, yes },
+        }) => {
+            lumire_engine::plugins::uninstall::uninstall_cli(
+                &settings,
+                &name,
+                yes,
+                &mut std::io::stdout(),
+            )
+            .await?;
+            Ok(())
+        }
+        Some(Command::Plugin {
+            command: PluginCommand::Purge { name, yes },
+        }) => {
+            lumire_engine::plugins::uninstall::purge_cli(
+                &settings,
+                &name,
+                yes,
+                &mut std::io::stdout(),
+            )
+            .await?;
             Ok(())
         }
         Some(Command::Operator {

@@ -577,7 +577,119 @@ async fn plugin_install_checks_the_component_and_refuses_clashes() {
         .expect_err("junk");
     assert!(format!("{err:#}").contains("compiling"), "{err:#}");
     assert!(!settings.plugins_dir.join("junk.wasm").exists());
+
+    // Purging the data of a plugin that is still installed is refused; uninstalling removes
+    // the component and its approval, once.
+    let err = lumire_engine::plugins::uninstall::purge_cli(
+        &settings,
+        "leads-intake",
+        true,
+        &mut Vec::new(),
+    )
+    .await
+    .expect_err("still installed");
+    assert!(err.to_string().contains("uninstall"), "{err:#}");
+    let removed = lumire_engine::plugins::uninstall::uninstall_cli(
+        &settings,
+        "leads-intake",
+        true,
+        &mut Vec::new(),
+    )
+    .await
+    .expect("uninstalls");
+    assert_eq!(removed, target);
+    assert!(!target.exists());
+    assert!(!target.with_extension("approval.json").exists());
+    let err = lumire_engine::plugins::uninstall::uninstall_cli(
+        &settings,
+        "leads-intake",
+        true,
+        &mut Vec::new(),
+    )
+    .await
+    .expect_err("gone");
+    assert!(err.to_string().contains("no plugin named"), "{err:#}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn purging_a_plugin_deletes_its_data_and_keeps_its_ledger_entries() {
+    let app = spawn().await;
+    let a = app.register_owner().await;
+    let b = app.register_owner().await;
+    for m in [&a, &b] {
+        enable(m, "test-capabilities").await;
+        enable(m, "leads-intake").await;
+    }
+    let (_, trader) = a
+        .post("/v1/traders", json!({"email": "purge@example.com"}))
+        .await;
+    let tid = trader["id"].as_str().unwrap();
+    let (s, _) = a
+        .post(
+            "/v1/captest/transfer",
+            json!({"traderId": tid, "amount": "-10.00", "key": "purge-1"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let mut keys = Vec::new();
+    for m in [&a, &b] {
+        let resp = m
+            .raw_request(reqwest::Method::POST, "/v1/captest/files")
+            .header("content-type", "text/plain")
+            .body("kept until purged")
+            .send()
+            .await
+            .unwrap();
+        let stored: serde_json::Value = resp.json().await.unwrap();
+        keys.push(format!(
+            "{}/plugins/test-capabilities/{}",
+            m.tenant_id,
+            stored["key"].as_str().unwrap()
+        ));
+        let (s, _) = m
+            .post(
+                "/v1/sales/leads",
+                json!({"email": "other.plugin@example.com"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    for key in &keys {
+        assert!(app.state.store.get(key).await.is_ok(), "{key}");
+    }
+    let entries = "SELECT COUNT(*) FROM journal_entries WHERE tenant_id = $1 AND kind = 'plugin:test-capabilities:transfer'";
+    assert_eq!(app.count(entries, &a.tenant_id).await, 1);
+
+    let purged = lumire_engine::plugins::uninstall::purge(
+        &app.db,
+        app.state.store.as_ref(),
+        "test-capabilities",
+    )
+    .await
+    .expect("purges");
+    assert_eq!(purged.documents, 1, "{purged:?}");
+    assert!(purged.files >= 2, "{purged:?}");
+    for key in &keys {
+        assert!(app.state.store.get(key).await.is_err(), "{key} deleted");
+    }
+    let docs = |plugin: &str| {
+        format!(
+            "SELECT COUNT(*) FROM plugin_documents WHERE tenant_id = $1 AND plugin = '{plugin}'"
+        )
+    };
+    assert_eq!(app.count(&docs("test-capabilities"), &a.tenant_id).await, 0);
+    // Another plugin's data and the money history stay.
+    assert!(app.count(&docs("leads-intake"), &a.tenant_id).await > 0);
+    assert!(app.count(&docs("leads-intake"), &b.tenant_id).await > 0);
+    assert_eq!(app.count(entries, &a.tenant_id).await, 1);
+    let (_, wallet) = a.get(&format!("/v1/captest/balance?trader={tid}")).await;
+    assert_eq!(wallet["balance"], "10.00");
+    // A name that could escape the plugin prefix is refused before anything is deleted.
+    let err = lumire_engine::plugins::uninstall::purge(&app.db, app.state.store.as_ref(), "../x")
+        .await
+        .expect_err("bad name");
+    assert!(err.to_string().contains("not a plugin name"), "{err:#}");
 }
 
 async fn deliveries(app: &TestApp, tenant: &str, plugin: &str, status: &str) -> i64 {

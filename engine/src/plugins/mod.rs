@@ -31,6 +31,7 @@ pub mod openapi;
 pub mod registry;
 pub mod runtime;
 pub mod storage;
+pub mod uninstall;
 
 pub use registry::{Installed, Plugins};
 

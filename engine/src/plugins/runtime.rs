@@ -146,11 +146,11 @@ impl Runtime {
     }
 
     /// Links a component against the host: a `platform-connector` when it exports the
-    /// connector interface, a `feature-plugin` (0.1.0 or 0.2.0: their exports are the same)
-    /// otherwise.
+    /// connector interface, a `feature-plugin` (0.1.0, 0.2.0 or 0.3.0: their exports are the
+    /// same) otherwise.
     pub fn prepare(&self, component: &Component) -> anyhow::Result<Pre> {
         let pre = self.linker.instantiate_pre(component).context(
-            "linking the component (does it implement a world of lumire:plugin@0.1.0 or @0.2.0?)",
+            "linking the component (does it implement a world of lumire:plugin@0.1.0, @0.2.0 or @0.3.0?)",
         )?;
         let is_connector = component
             .component_type()

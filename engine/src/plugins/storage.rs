@@ -482,16 +482,3 @@ pub async fn apply(tx: &mut Tx, scope: &Scope<'_>, writes: &[Write]) -> Result<(
     }
     Ok(())
 }
-
-/// Removes every document of a plugin (all tenants): for uninstalling.
-pub async fn purge_plugin(db: &Db, plugin: &str) -> Result<u64, sqlx::Error> {
-    let r = sqlx::query("DELETE FROM plugin_documents WHERE plugin = $1")
-        .bind(plugin)
-        .execute(db.pool())
-        .await?;
-    sqlx::query("DELETE FROM plugin_configs WHERE plugin = $1")
-        .bind(plugin)
-        .execute(db.pool())
-        .await?;
-    Ok(r.rows_affected())
-}

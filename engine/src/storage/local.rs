@@ -47,4 +47,31 @@ impl ObjectStore for LocalStore {
             }
         })
     }
+
+    fn delete_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let dir = self.path(prefix)?;
+            let mut count = 0u64;
+            let mut pending = vec![dir.clone()];
+            while let Some(d) = pending.pop() {
+                let mut entries = match tokio::fs::read_dir(&d).await {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                while let Some(entry) = entries.next_entry().await? {
+                    if entry.file_type().await?.is_dir() {
+                        pending.push(entry.path());
+                    } else {
+                        count += 1;
+                    }
+                }
+            }
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => Ok(count),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+                Err(e) => Err(e.into()),
+            }
+        })
+    }
 }

@@ -39,4 +39,24 @@ pub enum StoreError {
 pub trait ObjectStore: Send + Sync {
     fn put<'a>(&'a self, key: &'a str, bytes: Vec<u8>) -> BoxFuture<'a, Result<(), StoreError>>;
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Vec<u8>, StoreError>>;
+    /// Deletes every object under `prefix` (a valid key: whole path segments, no trailing
+    /// slash); the number deleted.
+    fn delete_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<u64, StoreError>>;
+}
+
+/// The object store the settings name: S3-compatible with `LUMIRE_S3_BUCKET`, else the local
+/// directory `$LUMIRE_DATA_DIR/objects`.
+pub fn from_settings(
+    settings: &crate::config::Settings,
+) -> Result<std::sync::Arc<dyn ObjectStore>, StoreError> {
+    Ok(match &settings.s3_bucket {
+        Some(bucket) => std::sync::Arc::new(S3Store::new(&S3Settings {
+            bucket: bucket.clone(),
+            endpoint: settings.s3_endpoint.clone(),
+            region: settings.s3_region.clone(),
+            access_key_id: settings.s3_access_key_id.clone(),
+            secret_access_key: settings.s3_secret_access_key.clone(),
+        })?),
+        None => std::sync::Arc::new(LocalStore::new(settings.data_dir.join("objects"))),
+    })
 }

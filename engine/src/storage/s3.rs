@@ -1,6 +1,7 @@
 //! An S3-compatible object store, through the Apache Arrow `object_store` crate (SigV4 signing,
 //! retries, path- or virtual-host-style addressing).
 
+use futures_util::TryStreamExt as _;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{ObjectStore as _, PutPayload};
@@ -76,6 +77,27 @@ impl ObjectStore for S3Store {
             let got = self.inner.get(&Path::from(key)).await.map_err(remote)?;
             let bytes = got.bytes().await.map_err(remote)?;
             Ok(bytes.to_vec())
+        })
+    }
+
+    fn delete_prefix<'a>(&'a self, prefix: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            if !valid_key(prefix) {
+                return Err(StoreError::BadKey);
+            }
+            let prefix = Path::from(prefix);
+            let listed: Vec<_> = self
+                .inner
+                .list(Some(&prefix))
+                .try_collect()
+                .await
+                .map_err(remote)?;
+            let mut count = 0u64;
+            for meta in listed {
+                self.inner.delete(&meta.location).await.map_err(remote)?;
+                count += 1;
+            }
+            Ok(count)
         })
     }
 }
