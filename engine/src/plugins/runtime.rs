@@ -25,6 +25,8 @@ pub const TICK: Duration = Duration::from_millis(10);
 pub const WASMTIME_SERIES: &str = "wasmtime-36";
 /// Concurrent plugin calls the pooling allocator has slots for; more wait for a slot's error.
 const POOL_SLOTS: u32 = 64;
+/// Bytes of each table reset in place after a call (see `Runtime::new`).
+const TABLE_KEEP_RESIDENT: usize = 64 << 10;
 
 /// Why a call to a plugin failed.
 #[derive(Debug)]
@@ -79,7 +81,11 @@ impl Runtime {
             .total_memories(POOL_SLOTS * 2)
             .total_tables(POOL_SLOTS * 4)
             .total_stacks(POOL_SLOTS)
-            .max_memory_size(memory_bytes);
+            .max_memory_size(memory_bytes)
+            // A guest's tables (a few KiB of function references) are reset with `memset`
+            // instead of `madvise`: no TLB shootdown to the other cores and no page faults
+            // when the next instance fills them (docs/benchmarks.md).
+            .table_keep_resident(TABLE_KEEP_RESIDENT);
         let mut config = Config::new();
         config
             .async_support(true)
