@@ -490,6 +490,9 @@ async fn a_hostile_plugin_is_contained_and_the_engine_keeps_serving() {
     assert_eq!(b["ledgerDenied"], true, "{b}");
     assert_eq!(b["httpDenied"], true, "{b}");
     assert_eq!(b["filesDenied"], true, "{b}");
+    assert_eq!(b["commitWriteDenied"], true, "{b}");
+    assert_eq!(b["commitPostDenied"], true, "{b}");
+    assert_eq!(b["versionedGetDenied"], true, "{b}");
     assert_eq!(
         app.count("SELECT COUNT(*) FROM plugin_documents WHERE tenant_id = $1 AND plugin = 'test-hostile'", &owner.tenant_id).await,
         0

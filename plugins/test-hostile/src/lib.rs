@@ -1,9 +1,11 @@
 //! A plugin that misbehaves on purpose, so the tests can check the engine contains it: an
 //! endless loop, a trap, a memory grower, an oversized response, a broken response and a call
-//! to a capability it did not ask for (storage, ledger, outbound HTTP), and an attempt to read
+//! to a capability it did not ask for (storage, ledger, outbound HTTP, and the same as steps of a
+//! `transaction` commit), and an attempt to read
 //! another tenant's trader through core-records. `GET /v1/hostile/ok` behaves;
 //! `GET /v1/hostile/hostcalls?n=N` makes N cheap host calls (the benchmark's host-call cost).
 
+use lumire_plugin_sdk::transaction::{Error as TxError, Expect, Transaction};
 use lumire_plugin_sdk::{self as sdk, Plugin, Problem, Request, Response, manifest};
 use serde_json::json;
 
@@ -94,6 +96,20 @@ impl Plugin for Hostile {
                     .post();
                 let http = sdk::http_client::request("GET", "https://example.com/").send();
                 let files = sdk::files::put("x.txt", "text/plain", b"x");
+                // The same through a 0.3.0 commit: each step needs its own capability.
+                let write = Transaction::new()
+                    .put("secrets", "y", &json!({"stolen": true}), Expect::Any)
+                    .commit();
+                let post = Transaction::new()
+                    .post(
+                        sdk::ledger::Entry::new("steal", "steal", "k2")
+                            .line(sdk::ledger::Account::House("cash".into()), "USD", "-1")
+                            .line(sdk::ledger::Account::Plugin("loot".into()), "USD", "1"),
+                    )
+                    .commit();
+                let read = sdk::transaction::get::<serde_json::Value>("secrets", "x");
+                let denied =
+                    |r: &Result<_, TxError>| matches!(r, Err(TxError::Denied(f)) if f.step == 0);
                 Ok(Response::json(
                     200,
                     &json!({
@@ -101,6 +117,9 @@ impl Plugin for Hostile {
                         "ledgerDenied": matches!(ledger, Err(sdk::ledger::Error::Denied)),
                         "httpDenied": matches!(http, Err(sdk::http_client::Error::Denied(_))),
                         "filesDenied": matches!(files, Err(sdk::files::Error::Denied)),
+                        "commitWriteDenied": denied(&write.map(|_| ())),
+                        "commitPostDenied": denied(&post.map(|_| ())),
+                        "versionedGetDenied": denied(&read.map(|_| ())),
                     }),
                 ))
             }
