@@ -16,7 +16,12 @@ async fn a_component_built_against_0_1_0_still_loads_and_runs() {
     assert_eq!(s, StatusCode::OK, "{list}");
     let legacy = plugin(&list, "legacy-v0-1");
     assert_eq!(legacy["world"], "feature-plugin");
+    assert_eq!(legacy["contract"], "lumire:plugin@0.1.0");
     assert_eq!(plugin(&list, "leads-intake")["world"], "feature-plugin");
+    assert_eq!(
+        plugin(&list, "leads-intake")["contract"],
+        "lumire:plugin@0.3.0"
+    );
 
     let (s, _) = owner.get("/v1/legacy/ping").await;
     assert_eq!(s, StatusCode::NOT_FOUND, "not enabled yet");
@@ -34,6 +39,7 @@ async fn a_component_built_against_0_2_0_still_loads_and_runs() {
     let (_, list) = owner.get("/v1/plugins").await;
     let legacy = plugin(&list, "legacy-v0-2");
     assert_eq!(legacy["world"], "feature-plugin");
+    assert_eq!(legacy["contract"], "lumire:plugin@0.2.0");
     assert_eq!(legacy["version"], "0.2.0");
     let (_, trader) = owner
         .post("/v1/traders", json!({"email": "v2.reader@example.com"}))

@@ -61,6 +61,7 @@ pub async fn list(State(st): State<AppState>, actor: Actor) -> ApiResult<Json<Va
                 "name": m.name,
                 "version": m.version,
                 "world": p.world(),
+                "contract": format!("lumire:plugin@{}", p.contract),
                 "description": m.description,
                 "capabilities": m.capabilities.names(),
                 "routes": m.routes,

@@ -101,6 +101,12 @@ pub async fn install_cli(
     let m = &p.manifest;
     writeln!(out, "plugin      {} {}", m.name, m.version)?;
     writeln!(out, "file        {} (sha256 {})", file.display(), p.sha256)?;
+    writeln!(
+        out,
+        "contract    lumire:plugin@{} ({})",
+        p.contract,
+        p.world()
+    )?;
     if !m.description.is_empty() {
         writeln!(out, "about       {}", m.description)?;
     }

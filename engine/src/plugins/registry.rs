@@ -22,6 +22,8 @@ pub struct Installed {
     pub file: PathBuf,
     /// What the manifest asked for, before the operator's approval narrowed it.
     pub requested: Capabilities,
+    /// The `lumire:plugin` package version the component was built against (`0.3.0`, ...).
+    pub contract: String,
     pub(crate) pre: Pre,
 }
 
@@ -103,6 +105,7 @@ impl Plugins {
                 plugin = %p.manifest.name,
                 version = %p.manifest.version,
                 world = p.world(),
+                contract = %format!("lumire:plugin@{}", p.contract),
                 capabilities = ?p.manifest.capabilities.names(),
                 routes = p.manifest.routes.len(),
                 "plugin installed"
@@ -136,6 +139,7 @@ impl Plugins {
         let bytes = std::fs::read(file)?;
         let (component, sha256) = runtime.load(&bytes)?;
         let pre = runtime.prepare(&component)?;
+        let contract = runtime.contract_version(&component);
         // While describing itself a plugin has no tenant and no capability.
         let placeholder = Arc::new(Manifest {
             name: String::new(),
@@ -186,6 +190,7 @@ impl Plugins {
             sha256,
             file: file.to_path_buf(),
             requested,
+            contract,
             pre,
         }))
     }

@@ -169,6 +169,18 @@ impl Runtime {
         }
     }
 
+    /// The newest `lumire:plugin` package version the component imports or exports
+    /// (`0.1.0`, `0.2.0`, `0.3.0`): the contract it was built against.
+    pub fn contract_version(&self, component: &Component) -> String {
+        let ty = component.component_type();
+        let names: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .chain(ty.exports(&self.engine).map(|(n, _)| n.to_string()))
+            .collect();
+        contract_of(names.iter().map(String::as_str))
+    }
+
     fn store(&self, call: CallCtx) -> Store<HostState> {
         let max_ticks = self.timeout_ms.div_ceil(TICK.as_millis() as u64).max(1);
         let state = HostState::new(call, (self.memory_mb as usize) << 20, max_ticks);
@@ -271,6 +283,19 @@ impl Runtime {
     }
 }
 
+/// The newest version among interface names such as `lumire:plugin/storage@0.1.0`. A component
+/// naming none (every world imports at least `log`) reads as `0.1.0`.
+fn contract_of<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names
+        .filter_map(|n| n.strip_prefix("lumire:plugin/")?.split_once('@'))
+        .filter_map(|(_, v)| {
+            let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+            Some(((parts.next()??, parts.next()??, parts.next()??), v))
+        })
+        .max_by_key(|(k, _)| *k)
+        .map_or_else(|| "0.1.0".to_string(), |(_, v)| v.to_string())
+}
+
 fn write_cache(path: &Path, component: &Component) -> anyhow::Result<()> {
     let dir = path.parent().context("cache path")?;
     std::fs::create_dir_all(dir)?;
@@ -287,4 +312,26 @@ fn write_cache(path: &Path, component: &Component) -> anyhow::Result<()> {
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contract_of;
+
+    #[test]
+    fn the_newest_lumire_package_version_is_the_contract() {
+        let names = [
+            "wasi:io/streams@0.2.6",
+            "lumire:plugin/storage@0.1.0",
+            "lumire:plugin/records@0.2.0",
+            "lumire:plugin/transaction@0.3.0",
+        ];
+        assert_eq!(contract_of(names.into_iter()), "0.3.0");
+        assert_eq!(contract_of(names[..3].iter().copied()), "0.2.0");
+        assert_eq!(
+            contract_of(["lumire:plugin/log@0.10.0", "lumire:plugin/log@0.9.0"].into_iter()),
+            "0.10.0"
+        );
+        assert_eq!(contract_of(["wasi:cli/run@0.2.0"].into_iter()), "0.1.0");
+    }
 }
