@@ -114,37 +114,7 @@ async fn main() -> anyhow::Result<()> {
             }
             serve(settings).await
         }
-        Some(Command::Plugin {
-            command: PluginCommand::Install { file, yes },
-        }) => {
-            lumire_engine::plugins::install_cli(&settings, &file, yes, &mut std::io::stdout())
-                .await?;
-            Ok(())
-        }
-        Some(Command::Plugin {
-            command: PluginCommand::Uninstall { name, yes },
-        }) => {
-            lumire_engine::plugins::uninstall::uninstall_cli(
-                &settings,
-                &name,
-                yes,
-                &mut std::io::stdout(),
-            )
-            .await?;
-            Ok(())
-        }
-        Some(Command::Plugin {
-            command: PluginCommand::Purge { name, yes },
-        }) => {
-            lumire_engine::plugins::uninstall::purge_cli(
-                &settings,
-                &name,
-                yes,
-                &mut std::io::stdout(),
-            )
-            .await?;
-            Ok(())
-        }
+        Some(Command::Plugin { command }) => plugin_command(&settings, command).await,
         Some(Command::Operator {
             command: OperatorCommand::Grant { tenant, email },
         }) => {
@@ -155,6 +125,24 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         None | Some(Command::Openapi) => serve(settings).await,
+    }
+}
+
+async fn plugin_command(settings: &Settings, command: PluginCommand) -> anyhow::Result<()> {
+    use lumire_engine::plugins::{install_cli, uninstall};
+    let out = &mut std::io::stdout();
+    match command {
+        PluginCommand::Install { file, yes } => {
+            install_cli(settings, &file, yes, out).await.map(drop)
+        }
+        PluginCommand::Uninstall { name, yes } => {
+            uninstall::uninstall_cli(settings, &name, yes, out)
+                .await
+                .map(drop)
+        }
+        PluginCommand::Purge { name, yes } => uninstall::purge_cli(settings, &name, yes, out)
+            .await
+            .map(drop),
     }
 }
 

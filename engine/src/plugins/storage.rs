@@ -314,24 +314,9 @@ pub async fn get(
     collection: &str,
     id: &str,
 ) -> Result<Option<Document>, Error> {
-    indexes(scope, collection)?;
-    let mut b = scoped(
-        "SELECT id, body, created_at, updated_at, id FROM plugin_documents",
-        scope,
-        collection,
-    );
-    b.push(" AND id = ").text(id);
-    let row: Option<DocRow> = b
-        .query_as()
-        .fetch_optional(db.pool())
-        .await
-        .map_err(db_err)?;
-    Ok(row.map(|(id, body, created_at, updated_at, _)| Document {
-        id,
-        body,
-        created_at,
-        updated_at,
-    }))
+    Ok(get_versioned(db, scope, collection, id)
+        .await?
+        .map(|(doc, _)| doc))
 }
 
 /// A document and its revision.
