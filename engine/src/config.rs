@@ -61,6 +61,10 @@ pub struct Settings {
     pub plugin_timeout_ms: u64,
     /// Largest linear memory of one plugin call, in MiB.
     pub plugin_memory_mb: u64,
+    /// Bytes (KiB) of each pooled plugin memory reset in place (`memset`) after a call instead
+    /// of being unmapped; 0 restores wasmtime's copy-on-write images reset with `madvise`.
+    /// Unmapping costs a TLB shootdown to every core per call (docs/plugins.md, "Runtime").
+    pub plugin_keep_resident_kib: u64,
     /// Largest response body a plugin may return.
     pub plugin_max_response_bytes: usize,
     /// Largest request body a plugin route accepts (document uploads), in place of
@@ -107,6 +111,7 @@ impl Default for Settings {
             plugin_cache_dir: None,
             plugin_timeout_ms: 5000,
             plugin_memory_mb: 64,
+            plugin_keep_resident_kib: 256,
             plugin_max_response_bytes: 4 * 1024 * 1024,
             plugin_max_request_bytes: 12 * 1024 * 1024,
             plugin_http_allow_private: false,
@@ -273,6 +278,9 @@ impl Settings {
         if let Some(v) = get("LUMIRE_PLUGIN_MEMORY_MB") {
             self.plugin_memory_mb = parse("LUMIRE_PLUGIN_MEMORY_MB", v)?;
         }
+        if let Some(v) = get("LUMIRE_PLUGIN_KEEP_RESIDENT_KIB") {
+            self.plugin_keep_resident_kib = parse("LUMIRE_PLUGIN_KEEP_RESIDENT_KIB", v)?;
+        }
         if let Some(v) = get("LUMIRE_PLUGIN_HTTP_ALLOW_PRIVATE") {
             self.plugin_http_allow_private = parse("LUMIRE_PLUGIN_HTTP_ALLOW_PRIVATE", v)?;
         }
@@ -304,6 +312,15 @@ mod tests {
         .unwrap();
         assert_eq!(s.listen, "0.0.0.0:9");
         assert_eq!(s.database_url, "sqlite:///tmp/x/lumire.db");
+    }
+
+    #[test]
+    fn plugin_memory_kept_resident_defaults_to_256_kib_and_can_be_turned_off() {
+        let mut s = Settings::default();
+        assert_eq!(s.plugin_keep_resident_kib, 256);
+        s.apply_env(|k| (k == "LUMIRE_PLUGIN_KEEP_RESIDENT_KIB").then(|| "0".into()))
+            .unwrap();
+        assert_eq!(s.plugin_keep_resident_kib, 0);
     }
 
     #[test]

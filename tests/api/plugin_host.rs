@@ -91,6 +91,44 @@ async fn core_records_never_reach_another_tenant() {
     assert_eq!(body["leaked"], "secret.whale@example.com");
 }
 
+/// Pool slots are reused call after call: reset in place (`plugin_keep_resident_kib`, the
+/// default) or unmapped (0, wasmtime's copy-on-write images). Either way a call starts from the
+/// component's initial memory: its zeroed statics are zero, its initialised ones hold their
+/// initial value, whatever the previous calls (of either tenant) wrote there.
+#[tokio::test]
+async fn a_call_never_sees_what_an_earlier_call_left_in_memory() {
+    for keep_resident_kib in [256, 0] {
+        let dir = crate::plugins::plugins_dir();
+        let app = lumire_tests::TestApp::spawn_with(move |s| {
+            s.plugins_dir = dir;
+            s.plugin_cache_dir = Some(crate::plugins::cache_dir());
+            s.plugin_keep_resident_kib = keep_resident_kib;
+        })
+        .await;
+        let a = app.register_owner().await;
+        let b = app.register_owner().await;
+        enable(&a, "test-hostile").await;
+        enable(&b, "test-hostile").await;
+        for n in 0..12 {
+            let caller = if n % 3 == 0 { &b } else { &a };
+            let (s, body) = caller.get("/v1/hostile/residue").await;
+            assert_eq!(s, StatusCode::OK, "{body}");
+            assert_eq!(
+                body,
+                json!({"calls": 0, "seed": 7, "dirtyBytes": 0}),
+                "call {n} with {keep_resident_kib} KiB kept resident"
+            );
+        }
+        // Calls at the same time take several slots; each starts clean too.
+        let path = "/v1/hostile/residue";
+        let (r1, r2, r3, r4) = tokio::join!(a.get(path), a.get(path), b.get(path), a.get(path));
+        for (s, body) in [r1, r2, r3, r4] {
+            assert_eq!(s, StatusCode::OK, "{body}");
+            assert_eq!(body, json!({"calls": 0, "seed": 7, "dirtyBytes": 0}));
+        }
+    }
+}
+
 #[tokio::test]
 async fn scheduled_jobs_run_once_per_interval_for_enabling_tenants_only() {
     let app = spawn().await;

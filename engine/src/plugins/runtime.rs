@@ -75,6 +75,11 @@ pub struct Runtime {
 impl Runtime {
     pub fn new(settings: &Settings) -> anyhow::Result<Runtime> {
         let memory_bytes = (settings.plugin_memory_mb.max(1) as usize) << 20;
+        // The low end of each linear memory (stack, data, the start of the heap) is reset with
+        // `memset` after a call: unmapping it (`madvise`) sends a TLB shootdown to every core
+        // running the process and the next instance faults the pages back in, which on a
+        // primary-key read cost more than the instantiation itself (docs/benchmarks.md).
+        let keep_resident = (settings.plugin_keep_resident_kib as usize) << 10;
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(POOL_SLOTS)
             .total_core_instances(POOL_SLOTS * 8)
@@ -85,12 +90,17 @@ impl Runtime {
             // A guest's tables (a few KiB of function references) are reset with `memset`
             // instead of `madvise`: no TLB shootdown to the other cores and no page faults
             // when the next instance fills them (docs/benchmarks.md).
-            .table_keep_resident(TABLE_KEEP_RESIDENT);
+            .table_keep_resident(TABLE_KEEP_RESIDENT)
+            .linear_memory_keep_resident(keep_resident);
         let mut config = Config::new();
         config
             .async_support(true)
             .wasm_component_model(true)
             .epoch_interruption(true)
+            // With memory kept resident, data segments are copied in at instantiation instead
+            // of mapped copy-on-write: a reset then never unmaps a page (a copy-on-write image
+            // is always reset with `madvise`, whatever is kept resident).
+            .memory_init_cow(keep_resident == 0)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         // The ticker holds only a weak reference: it stops when the engine is dropped.

@@ -19,7 +19,7 @@
 //!   `./scripts/build-plugins`).
 //!
 //! usage: lumire-loadgen [--db sqlite|postgres] [--scenario traders|money|sync|mt5-sync|plugins|all]
-//!                       [--seconds N]
+//!                       [--seconds N] [--rounds N]
 //!                       [--concurrency N] [--seed N] [--accounts N] [--positions N]
 //! PostgreSQL: LUMIRE_LOADGEN_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres); a
 //! database is created for the run and dropped afterwards.
@@ -43,6 +43,9 @@ struct Args {
     seed: usize,
     accounts: usize,
     positions: usize,
+    /// `plugins`: interleaved rounds of the read phases (native, plugin, plugin without
+    /// storage), so that drift of the machine lands on both sides; the median is reported.
+    rounds: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -54,6 +57,7 @@ fn parse_args() -> anyhow::Result<Args> {
         seed: 1000,
         accounts: 10_000,
         positions: 10,
+        rounds: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -66,6 +70,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--seed" => a.seed = val.parse()?,
             "--accounts" => a.accounts = val.parse()?,
             "--positions" => a.positions = val.parse()?,
+            "--rounds" => a.rounds = val.parse::<usize>()?.max(1),
             other => bail!("unknown flag {other}"),
         }
     }

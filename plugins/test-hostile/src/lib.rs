@@ -3,13 +3,23 @@
 //! to a capability it did not ask for (storage, ledger, outbound HTTP, and the same as steps of a
 //! `transaction` commit), and an attempt to read
 //! another tenant's trader through core-records. `GET /v1/hostile/ok` behaves;
-//! `GET /v1/hostile/hostcalls?n=N` makes N cheap host calls (the benchmark's host-call cost).
+//! `GET /v1/hostile/hostcalls?n=N` makes N cheap host calls (the benchmark's host-call cost);
+//! `GET /v1/hostile/residue` reports what an earlier call left in its statics (never anything:
+//! every call gets a fresh instance, whether its pool slot was reset in place or unmapped).
 
 use lumire_plugin_sdk::transaction::{Error as TxError, Expect, Transaction};
 use lumire_plugin_sdk::{self as sdk, Plugin, Problem, Request, Response, manifest};
 use serde_json::json;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 struct Hostile;
+
+/// Zero-initialised (`.bss`): counts the calls this instance served.
+static CALLS: AtomicU64 = AtomicU64::new(0);
+/// Initialised from the data segment: 7 in a fresh instance.
+static SEED: AtomicU64 = AtomicU64::new(7);
+/// Zero-initialised scratch memory each call dirties.
+static SCRATCH: [AtomicU8; 8192] = [const { AtomicU8::new(0) }; 8192];
 
 const ANY: &[&str] = &[];
 
@@ -44,6 +54,12 @@ impl Plugin for Hostile {
                 "/v1/hostile/peek",
                 ANY,
                 "Reads the trader ?id= through core-records (another tenant's: not found)",
+            )
+            .route(
+                "GET",
+                "/v1/hostile/residue",
+                ANY,
+                "Reports what earlier calls left in its statics, then leaves some",
             )
             .route(
                 "GET",
@@ -130,6 +146,21 @@ impl Plugin for Hostile {
                     Err(sdk::records::Error::NotFound) => Err(Problem::not_found("trader")),
                     Err(e) => Err(Problem::new(500, "records_failed", &format!("{e:?}"))),
                 }
+            }
+            "/v1/hostile/residue" => {
+                let calls = CALLS.fetch_add(1, Ordering::Relaxed);
+                let seed = SEED.swap(99, Ordering::Relaxed);
+                let dirty = SCRATCH
+                    .iter()
+                    .filter(|b| b.load(Ordering::Relaxed) != 0)
+                    .count();
+                for b in &SCRATCH {
+                    b.store(0xAB, Ordering::Relaxed);
+                }
+                Ok(Response::json(
+                    200,
+                    &json!({"calls": calls, "seed": seed, "dirtyBytes": dirty}),
+                ))
             }
             "/v1/hostile/hostcalls" => {
                 let n: u32 = req.query("n").and_then(|v| v.parse().ok()).unwrap_or(0);
