@@ -61,8 +61,9 @@ pub struct Settings {
     pub plugin_timeout_ms: u64,
     /// Largest linear memory of one plugin call, in MiB.
     pub plugin_memory_mb: u64,
-    /// Bytes (KiB) of each pooled plugin memory reset in place (`memset`) after a call instead
-    /// of being unmapped; 0 restores wasmtime's copy-on-write images reset with `madvise`.
+    /// KiB of each pooled plugin memory reset in place (`memset`) after a call instead of being
+    /// unmapped (rounded up to whole host pages); 0 restores wasmtime's copy-on-write images
+    /// reset with `madvise`.
     /// Unmapping costs a TLB shootdown to every core per call (docs/plugins.md, "Runtime").
     pub plugin_keep_resident_kib: u64,
     /// Largest response body a plugin may return.
