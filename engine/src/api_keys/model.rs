@@ -150,7 +150,7 @@ pub fn scope_problem(scope: &str, plugins: &crate::plugins::Plugins) -> Option<S
     if !["read", "write", "*"].contains(&level) {
         return Some(format!("`{scope}`: the level must be read, write or *"));
     }
-    if !scope_tags().contains(tag) && !plugins.installed().iter().any(|p| p.manifest.name == tag) {
+    if !scope_tags().contains(tag) && plugins.named(tag).is_none() {
         return Some(format!(
             "`{scope}`: `{tag}` is not an operation tag of this API"
         ));

@@ -21,9 +21,7 @@ const MAX_CONFIG_BYTES: usize = 64 * 1024;
 
 fn installed(st: &AppState, name: &str) -> ApiResult<std::sync::Arc<super::Installed>> {
     st.plugins
-        .installed()
-        .iter()
-        .find(|p| p.manifest.name == name)
+        .named(name)
         .cloned()
         .ok_or(ApiError::NotFound("plugin"))
 }

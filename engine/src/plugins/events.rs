@@ -169,13 +169,7 @@ async fn deliver(st: &AppState) -> ApiResult<usize> {
         if !claimed {
             continue;
         }
-        let Some(plugin) = st
-            .plugins
-            .installed()
-            .iter()
-            .find(|p| p.manifest.name == d.plugin)
-            .cloned()
-        else {
+        let Some(plugin) = st.plugins.named(&d.plugin).cloned() else {
             settle(
                 st,
                 &d,

@@ -251,6 +251,11 @@ impl Plugins {
         &self.installed
     }
 
+    /// The installed plugin called `name`, if any.
+    pub fn named(&self, name: &str) -> Option<&Arc<Installed>> {
+        self.installed.iter().find(|p| p.manifest.name == name)
+    }
+
     /// The installed plugin and route serving `method path`, if any.
     pub fn route(&self, method: &str, path: &str) -> Option<(&Arc<Installed>, RouteMatch<'_>)> {
         self.installed

@@ -161,9 +161,7 @@ pub async fn run(
     // Instantiation and a trivial call, in-process and sequential.
     let hostile = state
         .plugins
-        .installed()
-        .iter()
-        .find(|p| p.manifest.name == "test-hostile")
+        .named("test-hostile")
         .context("test-hostile installed")?
         .clone();
     let request = |route: &str, query: Vec<(String, String)>| types::HttpRequest {
@@ -198,9 +196,7 @@ pub async fn run(
     // lead through the plugin (instance, guest, host call, SQL) against the trader's row.
     let leads = state
         .plugins
-        .installed()
-        .iter()
-        .find(|p| p.manifest.name == "leads-intake")
+        .named("leads-intake")
         .context("leads-intake installed")?
         .clone();
     let plugin_read = |n: usize| {
