@@ -59,6 +59,11 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(30))
+            // A PostgreSQL connection can die with the server or the network: ping it before
+            // handing it out. A SQLite connection is a thread of this process with the file
+            // open; pinging it only cost every statement an extra round trip to that thread
+            // (docs/benchmarks.md, "SQLite connections without a ping").
+            .test_before_acquire(kind == DbKind::Postgres)
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if kind == DbKind::Sqlite {
