@@ -5,6 +5,9 @@
 //!   - read: `GET /v1/sales/leads/{id}` of leads-intake against `GET /v1/traders/{id}`. Both
 //!     authenticate the session (two queries), then read one record by primary key and answer
 //!     it as JSON;
+//!   - list: `GET /v1/sales/leads?limit=20` against `GET /v1/traders?limit=20`. Both
+//!     authenticate the session, then read the first page of 20 records, newest first, in one
+//!     query and answer it with the next page's cursor;
 //!   - write: `POST /v1/sales/leads` against `POST /v1/traders`, the same small body. Both
 //!     write one record, its event and its audit entry; the native route also reads twice in
 //!     its transaction (the e-mail uniqueness check, the stored row), the plugin reads the
@@ -114,7 +117,14 @@ pub async fn run(
         let base = base.to_string();
         move |_| (format!("{base}/v1/hostile/ok"), None)
     });
+    let page = |path: &'static str| {
+        let base = base.to_string();
+        expect(client, 200, move |_| {
+            (format!("{base}{path}?limit=20"), None)
+        })
+    };
     let (mut read_ratios, mut read_costs) = (Vec::new(), Vec::new());
+    let (mut list_ratios, mut list_costs) = (Vec::new(), Vec::new());
     for round in 1..=args.rounds {
         if args.rounds > 1 {
             println!("round {round} of {}", args.rounds);
@@ -128,22 +138,27 @@ pub async fn run(
         report("plugin route, no storage", &plugin_trivial, args.seconds);
         read_ratios.push(ratio(&plugin_read, &native_read));
         read_costs.push(cost(&plugin_read, &native_read));
+        let native_list = measure(args, page("/v1/traders")).await;
+        report("native list (20 traders)", &native_list, args.seconds);
+        let plugin_list = measure(args, page("/v1/sales/leads")).await;
+        report("plugin list (20 leads)", &plugin_list, args.seconds);
+        list_ratios.push(ratio(&plugin_list, &native_list));
+        list_costs.push(cost(&plugin_list, &native_list));
     }
     let native_write = measure(args, write("/v1/traders")).await;
     report("native write (trader)", &native_write, args.seconds);
     let plugin_write = measure(args, write("/v1/sales/leads")).await;
     report("plugin write (lead)", &plugin_write, args.seconds);
     println!(
-        "plugin/native throughput: read {:.1}% (median of {} rounds: {}), write {:.1}%; plugin/native by CPU per request (native cpu/req / plugin cpu/req): read {:.1}%, write {:.1}%",
+        "plugin/native throughput: read {:.1}% (median of {} rounds: {}), list {:.1}% (rounds: {}), write {:.1}%; plugin/native by CPU per request (native cpu/req / plugin cpu/req): read {:.1}%, list {:.1}%, write {:.1}%",
         median(&mut read_ratios.clone()),
         args.rounds,
-        read_ratios
-            .iter()
-            .map(|r| format!("{r:.1}%"))
-            .collect::<Vec<_>>()
-            .join(" "),
+        percents(&read_ratios),
+        median(&mut list_ratios.clone()),
+        percents(&list_ratios),
         ratio(&plugin_write, &native_write),
         median(&mut read_costs),
+        median(&mut list_costs),
         cost(&plugin_write, &native_write),
     );
     let partner_read = measure(args, read(&lead_ids, "/v1/leads?id=")).await;
@@ -292,6 +307,14 @@ fn expect(
         };
         Box::pin(async move { req.send().await.map(|r| r.status().as_u16() == want) })
     }
+}
+
+fn percents(values: &[f64]) -> String {
+    values
+        .iter()
+        .map(|r| format!("{r:.1}%"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn median(values: &mut [f64]) -> f64 {
