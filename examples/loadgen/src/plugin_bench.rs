@@ -87,6 +87,7 @@ pub async fn run(
         lead_ids.push(v[0]["id"].as_str().context("lead id")?.to_string());
     }
     let (sales_ids, lead_ids) = (Arc::new(sales_ids), Arc::new(lead_ids));
+    super::refresh_statistics(&state.db).await?;
     let read = |ids: &Arc<Vec<String>>, path: &'static str| {
         let (base, ids) = (base.to_string(), ids.clone());
         expect(client, 200, move |n| {
