@@ -142,6 +142,73 @@ async fn a_commit_applies_every_step_or_none() {
     assert!(b["detail"].as_str().unwrap().starts_with("email: "), "{b}");
 }
 
+const AUDITS: &str = "SELECT COUNT(*) FROM audit_log WHERE tenant_id = $1 AND action = 'plugin.post' AND resource_type = 'test-capabilities'";
+
+/// One database transaction per plugin call: what a call wrote (documents, traders, ledger
+/// postings) commits only if the call answers a success. A call that fails after its writes
+/// (an error answer, a trap) leaves nothing behind but its audit entry, and no money moves.
+#[tokio::test]
+async fn a_call_that_fails_after_writing_leaves_nothing_behind() {
+    let app = spawn().await;
+    let owner = app.register_owner().await;
+    enable(&owner, "test-capabilities").await;
+    let (_, trader) = owner
+        .post("/v1/traders", json!({"email": "undo@example.com"}))
+        .await;
+    let tid = trader["id"].as_str().unwrap();
+    let steps = |n: u32| {
+        json!({"steps": [
+            {"put": {"collection": "docs", "id": format!("d{n}"), "body": {"n": n}, "expect": "absent"}},
+            {"trader": {"email": format!("undone{n}@example.com")}},
+            {"transfer": {"traderId": tid, "amount": "-7.00", "key": format!("u{n}")}},
+        ]})
+    };
+    let audits = app.count(AUDITS, &owner.tenant_id).await;
+
+    let (s, b) = owner.post("/v1/captest/commit?then=fail", steps(1)).await;
+    assert_problem(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "failed_after_commit",
+    );
+    let (s, b) = owner.post("/v1/captest/commit?then=trap", steps(2)).await;
+    assert_problem(s, &b, StatusCode::BAD_GATEWAY, "plugin_trapped");
+
+    for n in [1, 2] {
+        let (s, _) = owner
+            .get(&format!("/v1/captest/doc?collection=docs&id=d{n}"))
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "document d{n} was rolled back");
+        let email = format!("undone{n}@example.com");
+        assert_eq!(traders_with_email(&app, &owner.tenant_id, &email).await, 0);
+    }
+    assert_eq!(app.count(ENTRIES, &owner.tenant_id).await, 0);
+    let (_, wallet) = owner
+        .get(&format!("/v1/captest/balance?trader={tid}"))
+        .await;
+    assert_eq!(wallet["balance"], "0", "{wallet}");
+    // The failed answer is audited (the trap is not: it never answered).
+    assert_eq!(app.count(AUDITS, &owner.tenant_id).await, audits + 1);
+
+    // The same steps in a call that succeeds are all there, and audited.
+    let (s, b) = owner.post("/v1/captest/commit", steps(3)).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, doc) = owner.get("/v1/captest/doc?collection=docs&id=d3").await;
+    assert_eq!(s, StatusCode::OK, "{doc}");
+    assert_eq!(doc["revision"], 1);
+    assert_eq!(
+        traders_with_email(&app, &owner.tenant_id, "undone3@example.com").await,
+        1
+    );
+    assert_eq!(app.count(ENTRIES, &owner.tenant_id).await, 1);
+    let (_, wallet) = owner
+        .get(&format!("/v1/captest/balance?trader={tid}"))
+        .await;
+    assert_eq!(wallet["balance"], "7.00", "{wallet}");
+    assert_eq!(app.count(AUDITS, &owner.tenant_id).await, audits + 2);
+}
+
 #[tokio::test]
 async fn writes_apply_only_while_their_expectation_holds() {
     let app = spawn().await;

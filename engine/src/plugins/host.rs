@@ -9,8 +9,9 @@ use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::{config, events, log, storage, types};
+use super::call_tx::CallTx;
 use super::manifest::Manifest;
-use super::storage::Scope;
+use super::storage::{Scope, db_err};
 use crate::util::new_id;
 
 /// Who a call serves. `tenant_id` is `None` while the engine asks a plugin to `describe` itself:
@@ -134,6 +135,8 @@ pub struct HostState {
     /// Trader ids `transaction.new-trader-id` issued in this call: the only ones a commit
     /// accepts for a new trader.
     pub issued_trader_ids: Vec<String>,
+    /// The database transaction of an HTTP call (`CallTx::Off` otherwise).
+    pub call_tx: CallTx,
 }
 
 impl HostState {
@@ -164,6 +167,7 @@ impl HostState {
             timed_out: false,
             deferred_events: None,
             issued_trader_ids: Vec::new(),
+            call_tx: CallTx::Off,
         }
     }
 
@@ -176,20 +180,17 @@ impl HostState {
         self.max_ticks.saturating_sub(self.ticks) * super::runtime::TICK.as_millis() as u64
     }
 
-    fn scope(&self) -> Option<Scope<'_>> {
-        let tenant_id = self.call.tenant_id.as_deref()?;
-        Some(Scope {
-            tenant_id,
-            manifest: &self.call.manifest,
-        })
-    }
-
-    pub(super) fn storage_scope(&self) -> Result<(crate::db::Db, Scope<'_>), storage::Error> {
+    /// The database, tenant and manifest of a storage call (owned: the call's transaction is
+    /// borrowed from `self` while they are in use).
+    pub(super) fn storage_parts(
+        &self,
+    ) -> Result<(crate::db::Db, String, Arc<Manifest>), storage::Error> {
         if !self.call.manifest.capabilities.storage {
             return Err(storage::Error::Denied);
         }
         let db = self.call.db.clone().ok_or(storage::Error::Denied)?;
-        Ok((db, self.scope().ok_or(storage::Error::Denied)?))
+        let tenant = self.call.tenant_id.clone().ok_or(storage::Error::Denied)?;
+        Ok((db, tenant, self.call.manifest.clone()))
     }
 }
 
@@ -225,8 +226,12 @@ impl storage::Host for HostState {
         id: String,
         body: String,
     ) -> Result<storage::Document, storage::Error> {
-        let (db, scope) = self.storage_scope()?;
-        super::storage::put(&db, &scope, &collection, &id, &body).await
+        let (db, tenant, manifest) = self.storage_parts()?;
+        let scope = Scope::new(&tenant, &manifest);
+        let mut w = self.begin_write(&db).await.map_err(db_err)?;
+        let r = super::storage::put(&mut w, &scope, &collection, &id, &body).await;
+        self.end_write(w, r.is_ok()).await.map_err(db_err)?;
+        r
     }
 
     async fn get(
@@ -234,18 +239,26 @@ impl storage::Host for HostState {
         collection: String,
         id: String,
     ) -> Result<Option<storage::Document>, storage::Error> {
-        let (db, scope) = self.storage_scope()?;
-        super::storage::get(&db, &scope, &collection, &id).await
+        let (db, tenant, manifest) = self.storage_parts()?;
+        let scope = Scope::new(&tenant, &manifest);
+        let mut conn = self.reader(&db).await.map_err(db_err)?;
+        super::storage::get(&mut conn, &scope, &collection, &id).await
     }
 
     async fn delete(&mut self, collection: String, id: String) -> Result<bool, storage::Error> {
-        let (db, scope) = self.storage_scope()?;
-        super::storage::delete(&db, &scope, &collection, &id).await
+        let (db, tenant, manifest) = self.storage_parts()?;
+        let scope = Scope::new(&tenant, &manifest);
+        let mut w = self.begin_write(&db).await.map_err(db_err)?;
+        let r = super::storage::delete(&mut w, &scope, &collection, &id).await;
+        self.end_write(w, r.is_ok()).await.map_err(db_err)?;
+        r
     }
 
     async fn find(&mut self, q: storage::Query) -> Result<storage::Page, storage::Error> {
-        let (db, scope) = self.storage_scope()?;
-        super::storage::find(&db, &scope, &q).await
+        let (db, tenant, manifest) = self.storage_parts()?;
+        let scope = Scope::new(&tenant, &manifest);
+        let mut conn = self.reader(&db).await.map_err(db_err)?;
+        super::storage::find(&mut conn, &scope, &q).await
     }
 
     async fn count(
@@ -253,13 +266,19 @@ impl storage::Host for HostState {
         collection: String,
         filters: Vec<storage::Filter>,
     ) -> Result<u64, storage::Error> {
-        let (db, scope) = self.storage_scope()?;
-        super::storage::count(&db, &scope, &collection, &filters).await
+        let (db, tenant, manifest) = self.storage_parts()?;
+        let scope = Scope::new(&tenant, &manifest);
+        let mut conn = self.reader(&db).await.map_err(db_err)?;
+        super::storage::count(&mut conn, &scope, &collection, &filters).await
     }
 
     async fn batch(&mut self, writes: Vec<storage::Write>) -> Result<(), storage::Error> {
-        let (db, scope) = self.storage_scope()?;
-        super::storage::batch(&db, &scope, &writes).await
+        let (db, tenant, manifest) = self.storage_parts()?;
+        let scope = Scope::new(&tenant, &manifest);
+        let mut w = self.begin_write(&db).await.map_err(db_err)?;
+        let r = super::storage::apply(&mut w, &scope, &writes).await;
+        self.end_write(w, r.is_ok()).await.map_err(db_err)?;
+        r
     }
 }
 

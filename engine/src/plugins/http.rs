@@ -240,10 +240,22 @@ async fn call(
         .map_err(|f| plugin_error(plugin, "handle-http", f))?;
     let resp = into_response(served.response, st.settings.plugin_max_response_bytes);
     let mutating = parts.method != Method::GET && parts.method != Method::HEAD;
-    // The plugin's events and the audit entry of a mutating request: one transaction.
-    if !served.events.is_empty() || (mutating && resp.is_ok()) {
-        let mut tx = st.db.begin().await?;
-        super::host::write_events(&mut tx, &actor.tenant_id, &served.events).await?;
+    // The call's writes commit with its events and the audit entry, in one transaction, when the
+    // guest answered a success; an error answer (or a broken one) rolls them back, so a failed
+    // request leaves nothing behind but its audit entry.
+    let success = matches!(&resp, Ok(r) if r.status().as_u16() < 400);
+    let (tx, events) = if success {
+        (served.tx, served.events)
+    } else {
+        drop(served.tx);
+        (None, Vec::new())
+    };
+    if tx.is_some() || !events.is_empty() || (mutating && resp.is_ok()) {
+        let mut tx = match tx {
+            Some(tx) => tx,
+            None => st.db.begin().await?,
+        };
+        super::host::write_events(&mut tx, &actor.tenant_id, &events).await?;
         if let (true, Ok(resp)) = (mutating, &resp) {
             crate::audit::record(
                 &mut tx,

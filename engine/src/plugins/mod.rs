@@ -18,6 +18,7 @@
 
 pub mod approval;
 pub mod bindings;
+pub mod call_tx;
 pub mod capabilities;
 pub mod config_api;
 pub mod connector;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 
 use super::bindings::types;
+use super::call_tx::CallTx;
 use super::host::{CallCtx, ConnectorCall, Services};
 use super::manifest::{Capabilities, Manifest, RouteMatch};
 use super::runtime::{Failure, Pre, Runtime};
@@ -286,39 +287,25 @@ impl Plugins {
             .map_err(|e| Failure::Unavailable(e.to_string()))?;
         let (inst, mut store) = runtime.instantiate(feature(plugin)?, ctx).await?;
         store.data_mut().deferred_events = Some(Vec::new());
+        store.data_mut().call_tx = CallTx::Idle;
         let r = tokio::time::timeout(
             runtime.timeout(),
             inst.call_handle_http(&mut store, &request),
         )
         .await;
-        let r = runtime.outcome(&store, r);
-        let events = store.data_mut().deferred_events.take().unwrap_or_default();
-        match r {
-            Ok(response) => Ok(Served { response, events }),
-            Err(f) => {
-                // What the plugin stored before failing stays stored: so do its events.
-                if !events.is_empty()
-                    && let Err(e) = self.write_events(tenant_id, &events).await
-                {
-                    tracing::warn!(plugin = %plugin.manifest.name, error = %e, "events of a failed plugin call not written");
-                }
-                Err(f)
-            }
-        }
-    }
-
-    async fn write_events(
-        &self,
-        tenant_id: &str,
-        events: &[super::host::PendingEvent],
-    ) -> Result<(), crate::http::error::ApiError> {
-        let Some(db) = &self.db else {
-            return Ok(());
-        };
-        let mut tx = db.begin().await?;
-        super::host::write_events(&mut tx, tenant_id, events).await?;
-        tx.commit().await?;
-        Ok(())
+        let response = runtime.outcome(&store, r)?;
+        let data = store.data_mut();
+        let events = data.deferred_events.take().unwrap_or_default();
+        // A failed call (trap, deadline, memory) returned above: dropping the store rolled back
+        // what it wrote, and its events are dropped with it.
+        let tx = std::mem::take(&mut data.call_tx)
+            .finish()
+            .map_err(|e| Failure::Unavailable(e.into()))?;
+        Ok(Served {
+            response,
+            events,
+            tx,
+        })
     }
 }
 
@@ -328,6 +315,9 @@ impl Plugins {
 pub struct Served {
     pub response: types::HttpResponse,
     pub events: Vec<super::host::PendingEvent>,
+    /// The call's database transaction, when it wrote: the engine commits it with the events
+    /// and the audit entry if the response is a success, and drops it (a rollback) otherwise.
+    pub tx: Option<crate::db::Tx>,
 }
 
 impl Plugins {

@@ -7,7 +7,7 @@ use sqlx::AnyConnection;
 
 use super::bindings::storage::{Document, Error, Filter, Op, Page, Query, Write};
 use super::manifest::Manifest;
-use crate::db::{Db, SqlBuilder, Tx};
+use crate::db::{SqlBuilder, Tx};
 use crate::util::now;
 
 /// Largest stored document (the JSON text), in bytes.
@@ -23,7 +23,16 @@ pub struct Scope<'a> {
     pub manifest: &'a Manifest,
 }
 
-fn db_err(e: sqlx::Error) -> Error {
+impl<'a> Scope<'a> {
+    pub fn new(tenant_id: &'a str, manifest: &'a Manifest) -> Scope<'a> {
+        Scope {
+            tenant_id,
+            manifest,
+        }
+    }
+}
+
+pub(super) fn db_err(e: sqlx::Error) -> Error {
     tracing::warn!(error = %e, "plugin storage failed");
     Error::Unavailable("the database failed".into())
 }
@@ -291,37 +300,40 @@ async fn delete_in(
 }
 
 pub async fn put(
-    db: &Db,
+    conn: &mut AnyConnection,
     scope: &Scope<'_>,
     collection: &str,
     id: &str,
     body: &str,
 ) -> Result<Document, Error> {
-    let mut conn = db.pool().acquire().await.map_err(db_err)?;
-    put_in(&mut conn, scope, collection, id, body).await
+    put_in(conn, scope, collection, id, body).await
 }
 
-pub async fn delete(db: &Db, scope: &Scope<'_>, collection: &str, id: &str) -> Result<bool, Error> {
-    let mut conn = db.pool().acquire().await.map_err(db_err)?;
-    delete_in(&mut conn, scope, collection, id).await
+pub async fn delete(
+    conn: &mut AnyConnection,
+    scope: &Scope<'_>,
+    collection: &str,
+    id: &str,
+) -> Result<bool, Error> {
+    delete_in(conn, scope, collection, id).await
 }
 
 type DocRow = (String, String, String, String, String);
 
 pub async fn get(
-    db: &Db,
+    conn: &mut AnyConnection,
     scope: &Scope<'_>,
     collection: &str,
     id: &str,
 ) -> Result<Option<Document>, Error> {
-    Ok(get_versioned(db, scope, collection, id)
+    Ok(get_versioned(conn, scope, collection, id)
         .await?
         .map(|(doc, _)| doc))
 }
 
 /// A document and its revision.
 pub async fn get_versioned(
-    db: &Db,
+    conn: &mut AnyConnection,
     scope: &Scope<'_>,
     collection: &str,
     id: &str,
@@ -335,7 +347,7 @@ pub async fn get_versioned(
     b.push(" AND id = ").text(id);
     let row: Option<(String, String, String, String, i64)> = b
         .query_as()
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *conn)
         .await
         .map_err(db_err)?;
     Ok(row.map(|(id, body, created_at, updated_at, revision)| {
@@ -352,7 +364,7 @@ pub async fn get_versioned(
 }
 
 pub async fn count(
-    db: &Db,
+    conn: &mut AnyConnection,
     scope: &Scope<'_>,
     collection: &str,
     filters: &[Filter],
@@ -362,7 +374,7 @@ pub async fn count(
     push_filters(&mut b, idx, filters)?;
     let n: i64 = b
         .query_scalar()
-        .fetch_one(db.pool())
+        .fetch_one(&mut *conn)
         .await
         .map_err(db_err)?;
     Ok(n.max(0) as u64)
@@ -381,7 +393,7 @@ fn decode_cursor(c: &str) -> Result<(String, String), Error> {
     serde_json::from_slice::<(String, String)>(&raw).map_err(|_| bad())
 }
 
-pub async fn find(db: &Db, scope: &Scope<'_>, q: &Query) -> Result<Page, Error> {
+pub async fn find(conn: &mut AnyConnection, scope: &Scope<'_>, q: &Query) -> Result<Page, Error> {
     let idx = indexes(scope, &q.collection)?;
     if q.limit == 0 || q.limit > MAX_LIMIT {
         return Err(Error::Invalid(format!("limit must be 1-{MAX_LIMIT}")));
@@ -421,7 +433,7 @@ pub async fn find(db: &Db, scope: &Scope<'_>, q: &Query) -> Result<Page, Error> 
         .int(i64::from(q.limit) + 1)
         .push(" OFFSET ")
         .int(i64::from(q.skip));
-    let mut rows: Vec<DocRow> = b.query_as().fetch_all(db.pool()).await.map_err(db_err)?;
+    let mut rows: Vec<DocRow> = b.query_as().fetch_all(&mut *conn).await.map_err(db_err)?;
     let more = rows.len() > q.limit as usize;
     rows.truncate(q.limit as usize);
     let next_cursor = if more {
@@ -441,12 +453,6 @@ pub async fn find(db: &Db, scope: &Scope<'_>, q: &Query) -> Result<Page, Error> 
             .collect(),
         next_cursor,
     })
-}
-
-pub async fn batch(db: &Db, scope: &Scope<'_>, writes: &[Write]) -> Result<(), Error> {
-    let mut tx = db.begin().await.map_err(db_err)?;
-    apply(&mut tx, scope, writes).await?;
-    tx.commit().await.map_err(db_err)
 }
 
 /// Applies `writes` inside the caller's transaction (a `batch`, or a ledger post whose storage

@@ -5,7 +5,8 @@
 //! `{"put": {"collection", "id", "body", "expect"}}`, `{"delete": {"collection", "id", "expect"}}`,
 //! `{"trader": {"email"}}` (under a fresh id from `new-trader-id`, or `"id"` to pass one),
 //! `{"transfer": {"traderId", "amount", "key"}}` (trader wallet to the plugin's `pool`);
-//! `expect` is `"any"`, `"absent"` or a revision number. `GET /v1/captest/doc?collection=&id=`
+//! `expect` is `"any"`, `"absent"` or a revision number; `?then=fail` (422) or `?then=trap`
+//! makes the call fail after a successful commit. `GET /v1/captest/doc?collection=&id=`
 //! answers the document's body and revision.
 
 use lumire_plugin_sdk::ledger::{self, Account};
@@ -106,6 +107,15 @@ pub fn commit(req: &Request) -> Result<Response, Problem> {
     // Each failure kind answers its own code with the failing step, for the tests to check.
     let (kind, f) = match tx.commit() {
         Ok(outcomes) => {
+            // `?then=fail` or `?then=trap`: the call fails after its commit succeeded, for the
+            // tests to prove that the engine rolls back everything the call wrote.
+            match req.query("then") {
+                Some("fail") => {
+                    return Err(Problem::new(422, "failed_after_commit", "told to fail"));
+                }
+                Some("trap") => panic!("told to trap after the commit"),
+                _ => {}
+            }
             let all: Vec<Value> = outcomes.iter().map(outcome).collect();
             return Ok(Response::json(200, &json!({"outcomes": all})));
         }

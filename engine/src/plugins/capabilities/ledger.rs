@@ -230,9 +230,16 @@ impl Host for HostState {
     async fn post(&mut self, e: Entry, writes: Vec<Write>) -> Result<String, Error> {
         let (db, tenant) = self.ledger_scope()?;
         let manifest = self.call.manifest.clone();
-        let mut tx = db.begin().await.map_err(db_err)?;
-        let id = post_in(&manifest, &mut tx, &tenant, &e, &writes).await?;
-        match tx.commit().await {
+        let mut tx = self.begin_write(&db).await.map_err(db_err)?;
+        let posted = post_in(&manifest, &mut tx, &tenant, &e, &writes).await;
+        let id = match posted {
+            Ok(id) => id,
+            Err(err) => {
+                self.end_write(tx, false).await.map_err(db_err)?;
+                return Err(err);
+            }
+        };
+        match self.end_write(tx, true).await {
             Ok(()) => Ok(id),
             // Two posts with one key raced: the loser's insert of the key failed at commit
             // (or earlier); the winner's entry is the answer.
@@ -255,9 +262,10 @@ impl Host for HostState {
         let (db, tenant) = self.ledger_scope()?;
         let currency = currency.trim().to_ascii_uppercase();
         let plugin = self.call.manifest.name.clone();
+        let mut conn = self.reader(&db).await.map_err(db_err)?;
         let code = match &account {
             AccountRef::House(name) => {
-                return ledger::house_balance(db.pool(), &tenant, house(name)?, &currency)
+                return ledger::house_balance(&mut *conn, &tenant, house(name)?, &currency)
                     .await
                     .map(|d| d.to_string())
                     .map_err(ledger_err);
@@ -271,7 +279,7 @@ impl Host for HostState {
         .bind(&tenant)
         .bind(&code)
         .bind(&currency)
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *conn)
         .await
         .map_err(db_err)?;
         Ok(b.map(|(s,)| s).unwrap_or_else(|| "0".into()))

@@ -134,7 +134,8 @@ pub(super) fn create_body(t: NewTrader) -> CreateBody {
 impl Host for HostState {
     async fn get_trader(&mut self, id: String) -> Result<Trader, Error> {
         let (db, tenant) = self.records_scope()?;
-        load(db.pool(), &tenant, &id)
+        let mut conn = self.reader(&db).await.map_err(db_err)?;
+        load(&mut *conn, &tenant, &id)
             .await
             .map(trader)
             .map_err(api_err)
@@ -142,16 +143,17 @@ impl Host for HostState {
 
     async fn find_trader_by_email(&mut self, email: String) -> Result<Option<Trader>, Error> {
         let (db, tenant) = self.records_scope()?;
+        let mut conn = self.reader(&db).await.map_err(db_err)?;
         let id: Option<(String,)> = sqlx::query_as(
             "SELECT id FROM traders WHERE tenant_id = $1 AND email_lower = $2 AND deleted_at IS NULL",
         )
         .bind(&tenant)
         .bind(email.trim().to_lowercase())
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *conn)
         .await
         .map_err(db_err)?;
         match id {
-            Some((id,)) => load(db.pool(), &tenant, &id)
+            Some((id,)) => load(&mut *conn, &tenant, &id)
                 .await
                 .map(|r| Some(trader(r)))
                 .map_err(api_err),
@@ -162,18 +164,19 @@ impl Host for HostState {
     async fn create_trader(&mut self, t: NewTrader) -> Result<Trader, Error> {
         let (db, tenant) = self.records_scope()?;
         let actor = self.plugin_actor(&tenant);
-        let mut tx = db.begin().await.map_err(db_err)?;
-        let view = create_in(&mut tx, &actor, create_body(t))
-            .await
-            .map_err(api_err)?;
-        let row = load(&mut *tx, &tenant, &view.id).await.map_err(api_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(trader(row))
+        let mut tx = self.begin_write(&db).await.map_err(db_err)?;
+        let r = match create_in(&mut tx, &actor, create_body(t)).await {
+            Ok(view) => load(&mut **tx, &tenant, &view.id).await,
+            Err(e) => Err(e),
+        };
+        self.end_write(tx, r.is_ok()).await.map_err(db_err)?;
+        r.map(trader).map_err(api_err)
     }
 
     async fn list_accounts(&mut self, trader_id: String) -> Result<Vec<TradingAccount>, Error> {
         let (db, tenant) = self.records_scope()?;
-        load(db.pool(), &tenant, &trader_id)
+        let mut conn = self.reader(&db).await.map_err(db_err)?;
+        load(&mut *conn, &tenant, &trader_id)
             .await
             .map_err(api_err)?;
         let rows: Vec<AccountRow> = sqlx::query_as(&format!(
@@ -182,7 +185,7 @@ impl Host for HostState {
         ))
         .bind(&tenant)
         .bind(&trader_id)
-        .fetch_all(db.pool())
+        .fetch_all(&mut *conn)
         .await
         .map_err(db_err)?;
         Ok(rows.into_iter().map(Into::into).collect())
@@ -190,13 +193,14 @@ impl Host for HostState {
 
     async fn get_account(&mut self, id: String) -> Result<TradingAccount, Error> {
         let (db, tenant) = self.records_scope()?;
+        let mut conn = self.reader(&db).await.map_err(db_err)?;
         let row: Option<AccountRow> = sqlx::query_as(&format!(
             "SELECT {ACCOUNT_COLUMNS} FROM trading_accounts
              WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL"
         ))
         .bind(&tenant)
         .bind(&id)
-        .fetch_optional(db.pool())
+        .fetch_optional(&mut *conn)
         .await
         .map_err(db_err)?;
         row.map(Into::into).ok_or(Error::NotFound)
@@ -210,6 +214,7 @@ impl Host for HostState {
     ) -> Result<Vec<Position>, Error> {
         let (db, tenant) = self.records_scope()?;
         self.get_account(account_id.clone()).await?;
+        let mut conn = self.reader(&db).await.map_err(db_err)?;
         let sql = if open {
             "SELECT id, account_id, symbol, side, volume, open_price, close_price, profit, commission, swap, opened_at, closed_at
              FROM positions WHERE tenant_id = $1 AND account_id = $2 AND closed_at IS NULL
@@ -226,7 +231,7 @@ impl Host for HostState {
         if !open {
             q = q.bind(closed_since.unwrap_or_default());
         }
-        let rows = q.fetch_all(db.pool()).await.map_err(db_err)?;
+        let rows = q.fetch_all(&mut *conn).await.map_err(db_err)?;
         let zero = || "0".to_string();
         Ok(rows
             .into_iter()

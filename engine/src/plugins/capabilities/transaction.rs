@@ -101,6 +101,28 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// Runs the steps in order inside `tx`; the first failure stops them.
+    async fn run(&self, tx: &mut Tx, steps: Vec<Step>) -> Result<Vec<Outcome>, Error> {
+        let mut outcomes = Vec::with_capacity(steps.len());
+        for (i, step) in steps.into_iter().enumerate() {
+            let outcome = match step {
+                Step::Write(w) => self.write_step(tx, i, &w).await?,
+                Step::CreateTrader(c) => self.trader_step(tx, i, c).await?,
+                Step::Post(e) => {
+                    if !self.manifest.capabilities.ledger {
+                        return Err(Error::Denied(failure(i, "the ledger capability")));
+                    }
+                    let id = post_in(&self.manifest, tx, &self.tenant, &e, &[])
+                        .await
+                        .map_err(|e| ledger_err(i, e))?;
+                    Outcome::Posted(id)
+                }
+            };
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
     async fn write_step(&self, tx: &mut Tx, step: usize, w: &Write) -> Result<Outcome, Error> {
         if !self.manifest.capabilities.storage {
             return Err(Error::Denied(failure(step, "the storage capability")));
@@ -150,8 +172,10 @@ impl Ctx {
 
 impl Host for HostState {
     async fn get(&mut self, collection: String, id: String) -> Result<Option<Versioned>, Error> {
-        let (db, scope) = self.storage_scope().map_err(|e| storage_err(0, e))?;
-        let found = docs::get_versioned(&db, &scope, &collection, &id)
+        let (db, tenant, manifest) = self.storage_parts().map_err(|e| storage_err(0, e))?;
+        let scope = Scope::new(&tenant, &manifest);
+        let mut conn = self.reader(&db).await.map_err(db_err)?;
+        let found = docs::get_versioned(&mut conn, &scope, &collection, &id)
             .await
             .map_err(|e| storage_err(0, e))?;
         Ok(found.map(|(document, revision)| Versioned { document, revision }))
@@ -190,25 +214,9 @@ impl Host for HostState {
             tenant,
             issued_trader_ids: self.issued_trader_ids.clone(),
         };
-        let mut tx = db.begin().await.map_err(db_err)?;
-        let mut outcomes = Vec::with_capacity(steps.len());
-        for (i, step) in steps.into_iter().enumerate() {
-            let outcome = match step {
-                Step::Write(w) => ctx.write_step(&mut tx, i, &w).await?,
-                Step::CreateTrader(c) => ctx.trader_step(&mut tx, i, c).await?,
-                Step::Post(e) => {
-                    if !ctx.manifest.capabilities.ledger {
-                        return Err(Error::Denied(failure(i, "the ledger capability")));
-                    }
-                    let id = post_in(&ctx.manifest, &mut tx, &ctx.tenant, &e, &[])
-                        .await
-                        .map_err(|e| ledger_err(i, e))?;
-                    Outcome::Posted(id)
-                }
-            };
-            outcomes.push(outcome);
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(outcomes)
+        let mut tx = self.begin_write(&db).await.map_err(db_err)?;
+        let r = ctx.run(&mut tx, steps).await;
+        self.end_write(tx, r.is_ok()).await.map_err(db_err)?;
+        r
     }
 }

@@ -1,0 +1,137 @@
+//! One database transaction per plugin HTTP call. The call's first write opens it; every later
+//! read and write of the call runs in it (a guest reads what it wrote), each write host call in a
+//! savepoint of its own (a failed `commit` or `post` undoes only itself, as before); the engine
+//! commits it with the call's events and audit entry when the guest answers a success, and drops
+//! it (a rollback) when the guest traps, runs past its deadline or answers an error status. Events,
+//! jobs and connector calls have no call transaction: each write host call commits at once.
+
+use std::ops::{Deref, DerefMut};
+
+use sqlx::AnyConnection;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, Executor};
+
+use super::host::HostState;
+use crate::db::{Db, Tx};
+
+/// The call transaction of a [`HostState`].
+#[derive(Default)]
+pub enum CallTx {
+    /// Not an HTTP call: each write host call commits at once.
+    #[default]
+    Off,
+    /// An HTTP call that has not written yet.
+    Idle,
+    /// The call's open transaction.
+    Open(Tx),
+    /// Lent to a write host call ([`Writer`]), or lost with one that never ended: the call
+    /// cannot commit (see [`CallTx::finish`]).
+    Lent,
+}
+
+impl CallTx {
+    /// What the engine commits when the call ends: `Ok(None)` when the call wrote nothing, an
+    /// error when a write host call never gave the transaction back.
+    pub fn finish(self) -> Result<Option<Tx>, &'static str> {
+        match self {
+            CallTx::Off | CallTx::Idle => Ok(None),
+            CallTx::Open(tx) => Ok(Some(tx)),
+            CallTx::Lent => Err("a storage write of the call did not complete"),
+        }
+    }
+}
+
+/// Where a read runs: in the call's transaction once it has one, else on a pooled connection.
+pub enum Reader<'a> {
+    Call(&'a mut Tx),
+    Pool(PoolConnection<Any>),
+}
+
+impl Deref for Reader<'_> {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Reader::Call(tx) => tx,
+            Reader::Pool(c) => c,
+        }
+    }
+}
+
+impl DerefMut for Reader<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Reader::Call(tx) => tx,
+            Reader::Pool(c) => c,
+        }
+    }
+}
+
+/// A write host call's transaction: the call's (inside a savepoint) or one of its own.
+pub struct Writer {
+    tx: Tx,
+    in_call: bool,
+}
+
+impl Deref for Writer {
+    type Target = Tx;
+    fn deref(&self) -> &Tx {
+        &self.tx
+    }
+}
+
+impl DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut Tx {
+        &mut self.tx
+    }
+}
+
+impl HostState {
+    /// A connection for a read of this call.
+    pub(super) async fn reader(&mut self, db: &Db) -> Result<Reader<'_>, sqlx::Error> {
+        match &mut self.call_tx {
+            CallTx::Open(tx) => Ok(Reader::Call(tx)),
+            _ => Ok(Reader::Pool(db.pool().acquire().await?)),
+        }
+    }
+
+    /// Starts a write host call: a savepoint in the call's transaction (opened now if this is
+    /// the call's first write), or a transaction of its own outside HTTP calls.
+    pub(super) async fn begin_write(&mut self, db: &Db) -> Result<Writer, sqlx::Error> {
+        let mut tx = match std::mem::replace(&mut self.call_tx, CallTx::Lent) {
+            CallTx::Off => {
+                self.call_tx = CallTx::Off;
+                return Ok(Writer {
+                    tx: db.begin().await?,
+                    in_call: false,
+                });
+            }
+            CallTx::Idle => db.begin().await?,
+            CallTx::Open(tx) => tx,
+            // An earlier write never ended: the call stays unable to commit.
+            CallTx::Lent => {
+                return Err(sqlx::Error::Protocol(
+                    "an earlier write of this plugin call did not complete".into(),
+                ));
+            }
+        };
+        tx.execute("SAVEPOINT host_call").await?;
+        Ok(Writer { tx, in_call: true })
+    }
+
+    /// Ends a write host call: keeps (`ok`) or undoes its changes. Outside HTTP calls that is a
+    /// commit or a rollback; in an HTTP call, releasing or rolling back to the savepoint, the
+    /// call's transaction staying open for the engine to commit. If the savepoint cannot be
+    /// ended the transaction is not given back, so the call cannot commit.
+    pub(super) async fn end_write(&mut self, w: Writer, ok: bool) -> Result<(), sqlx::Error> {
+        let Writer { mut tx, in_call } = w;
+        if !in_call {
+            return if ok { tx.commit().await } else { Ok(()) };
+        }
+        if !ok {
+            tx.execute("ROLLBACK TO SAVEPOINT host_call").await?;
+        }
+        tx.execute("RELEASE SAVEPOINT host_call").await?;
+        self.call_tx = CallTx::Open(tx);
+        Ok(())
+    }
+}
