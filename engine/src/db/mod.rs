@@ -25,7 +25,31 @@ pub enum DbKind {
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
+    /// SQLite only: the connection write transactions use.
+    writer: Option<AnyPool>,
     kind: DbKind,
+}
+
+fn pool_options(kind: DbKind, max_connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(30))
+        // A PostgreSQL connection can die with the server or the network: ping it before
+        // handing it out. A SQLite connection is a thread of this process with the file
+        // open; pinging it only cost every statement an extra round trip to that thread
+        // (docs/benchmarks.md, "SQLite connections without a ping").
+        .test_before_acquire(kind == DbKind::Postgres)
+        .after_connect(move |conn, _meta| {
+            Box::pin(async move {
+                if kind == DbKind::Sqlite {
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                }
+                Ok(())
+            })
+        })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,28 +80,18 @@ impl Db {
             DbKind::Sqlite => prepare_sqlite_url(url)?,
             DbKind::Postgres => url.to_string(),
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(30))
-            // A PostgreSQL connection can die with the server or the network: ping it before
-            // handing it out. A SQLite connection is a thread of this process with the file
-            // open; pinging it only cost every statement an extra round trip to that thread
-            // (docs/benchmarks.md, "SQLite connections without a ping").
-            .test_before_acquire(kind == DbKind::Postgres)
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if kind == DbKind::Sqlite {
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = NORMAL").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    }
-                    Ok(())
-                })
-            })
+        let pool = pool_options(kind, max_connections.max(1))
             .connect(&url)
             .await?;
-        Ok(Db { pool, kind })
+        // SQLite has one writer at a time. Write transactions take their connection from a pool
+        // of one, so writers wait their turn in order there, instead of in SQLite's busy handler,
+        // which makes a writer that finds the lock taken sleep (1 ms, then longer) and retry
+        // (docs/benchmarks.md, "SQLite writers queue in the engine").
+        let writer = match kind {
+            DbKind::Sqlite => Some(pool_options(kind, 1).connect(&url).await?),
+            DbKind::Postgres => None,
+        };
+        Ok(Db { pool, writer, kind })
     }
 
     pub async fn migrate(&self) -> Result<(), DbError> {
@@ -93,17 +107,20 @@ impl Db {
         self.kind
     }
 
-    /// Starts a write transaction. On SQLite it takes the write lock up front (`BEGIN
-    /// IMMEDIATE`), so two writers queue on the busy timeout instead of one failing when it
-    /// upgrades a read lock; PostgreSQL uses row locks where a check must hold (`FOR UPDATE`).
+    /// Starts a write transaction. On SQLite it waits for the writer connection and takes the
+    /// write lock up front (`BEGIN IMMEDIATE`), so a transaction never fails upgrading a read
+    /// lock; PostgreSQL uses row locks where a check must hold (`FOR UPDATE`).
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        match self.kind {
-            DbKind::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            DbKind::Postgres => self.pool.begin().await,
+        match &self.writer {
+            Some(writer) => writer.begin_with("BEGIN IMMEDIATE").await,
+            None => self.pool.begin().await,
         }
     }
 
     pub async fn close(&self) {
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
         self.pool.close().await;
     }
 }
