@@ -66,10 +66,13 @@ impl DerefMut for Reader<'_> {
     }
 }
 
-/// A write host call's transaction: the call's (inside a savepoint) or one of its own.
+/// A write host call's transaction: one of its own, or the call's — inside a savepoint, unless
+/// this write opened it (then undoing the write is undoing the transaction: one round trip
+/// fewer on each side of the call's first write).
 pub struct Writer {
     tx: Tx,
     in_call: bool,
+    opened: bool,
 }
 
 impl Deref for Writer {
@@ -94,8 +97,8 @@ impl HostState {
         }
     }
 
-    /// Starts a write host call: a savepoint in the call's transaction (opened now if this is
-    /// the call's first write), or a transaction of its own outside HTTP calls.
+    /// Starts a write host call: the call's transaction, opened now by its first write or
+    /// with a savepoint for a later one; outside HTTP calls, a transaction of its own.
     pub(super) async fn begin_write(&mut self, db: &Db) -> Result<Writer, sqlx::Error> {
         let mut tx = match std::mem::replace(&mut self.call_tx, CallTx::Lent) {
             CallTx::Off => {
@@ -103,9 +106,19 @@ impl HostState {
                 return Ok(Writer {
                     tx: db.begin().await?,
                     in_call: false,
+                    opened: true,
                 });
             }
-            CallTx::Idle => db.begin().await?,
+            CallTx::Idle => {
+                self.call_tx = CallTx::Idle;
+                let tx = db.begin().await?;
+                self.call_tx = CallTx::Lent;
+                return Ok(Writer {
+                    tx,
+                    in_call: true,
+                    opened: true,
+                });
+            }
             CallTx::Open(tx) => tx,
             // An earlier write never ended: the call stays unable to commit.
             CallTx::Lent => {
@@ -115,7 +128,11 @@ impl HostState {
             }
         };
         tx.execute("SAVEPOINT host_call").await?;
-        Ok(Writer { tx, in_call: true })
+        Ok(Writer {
+            tx,
+            in_call: true,
+            opened: false,
+        })
     }
 
     /// Ends a write host call: keeps (`ok`) or undoes its changes. Outside HTTP calls that is a
@@ -123,9 +140,18 @@ impl HostState {
     /// call's transaction staying open for the engine to commit. If the savepoint cannot be
     /// ended the transaction is not given back, so the call cannot commit.
     pub(super) async fn end_write(&mut self, w: Writer, ok: bool) -> Result<(), sqlx::Error> {
-        let Writer { mut tx, in_call } = w;
+        let Writer {
+            mut tx,
+            in_call,
+            opened,
+        } = w;
         if !in_call {
             return if ok { tx.commit().await } else { Ok(()) };
+        }
+        if opened {
+            // Dropping the transaction rolls it back: the call has written nothing yet.
+            self.call_tx = if ok { CallTx::Open(tx) } else { CallTx::Idle };
+            return Ok(());
         }
         if !ok {
             tx.execute("ROLLBACK TO SAVEPOINT host_call").await?;
