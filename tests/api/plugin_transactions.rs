@@ -209,6 +209,63 @@ async fn a_call_that_fails_after_writing_leaves_nothing_behind() {
     assert_eq!(app.count(AUDITS, &owner.tenant_id).await, audits + 2);
 }
 
+/// A refused commit undoes only itself, even as a call's first write: the call goes on, its next
+/// commit applies, and the call commits without the refused one's steps.
+#[tokio::test]
+async fn a_refused_first_write_does_not_stop_the_calls_next_one() {
+    let app = spawn().await;
+    let owner = app.register_owner().await;
+    enable(&owner, "test-capabilities").await;
+    let (s, b) = owner
+        .post(
+            "/v1/captest/commit?fallback=after",
+            json!({"steps": [
+                {"put": {"collection": "docs", "id": "first", "body": {"n": 1}, "expect": "absent"}},
+                {"trader": {"email": "refused@example.com"}},
+                {"put": {"collection": "docs", "id": "missing", "body": {"n": 2}, "expect": 3}},
+            ]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["fallback"][0], json!({"written": 1}));
+    let (s, doc) = owner.get("/v1/captest/doc?collection=docs&id=after").await;
+    assert_eq!(s, StatusCode::OK, "{doc}");
+    assert_eq!(doc["body"], json!({"fallback": true}));
+    let (s, _) = owner.get("/v1/captest/doc?collection=docs&id=first").await;
+    assert_eq!(
+        s,
+        StatusCode::NOT_FOUND,
+        "the refused commit's first step stays undone"
+    );
+    assert_eq!(
+        traders_with_email(&app, &owner.tenant_id, "refused@example.com").await,
+        0
+    );
+
+    // The same after an earlier write of the call: the refused commit is rolled back to its
+    // savepoint, the earlier write and the next commit stay.
+    let (s, b) = owner
+        .post(
+            "/v1/captest/commit?before=earlier&fallback=later",
+            json!({"steps": [
+                {"put": {"collection": "docs", "id": "second", "body": {"n": 1}, "expect": "absent"}},
+                {"put": {"collection": "docs", "id": "missing", "body": {"n": 2}, "expect": 3}},
+            ]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    for (id, want) in [
+        ("earlier", StatusCode::OK),
+        ("later", StatusCode::OK),
+        ("second", StatusCode::NOT_FOUND),
+    ] {
+        let (s, doc) = owner
+            .get(&format!("/v1/captest/doc?collection=docs&id={id}"))
+            .await;
+        assert_eq!(s, want, "docs/{id}: {doc}");
+    }
+}
+
 #[tokio::test]
 async fn writes_apply_only_while_their_expectation_holds() {
     let app = spawn().await;

@@ -6,7 +6,8 @@
 //! `{"trader": {"email"}}` (under a fresh id from `new-trader-id`, or `"id"` to pass one),
 //! `{"transfer": {"traderId", "amount", "key"}}` (trader wallet to the plugin's `pool`);
 //! `expect` is `"any"`, `"absent"` or a revision number; `?then=fail` (422) or `?then=trap`
-//! makes the call fail after a successful commit. `GET /v1/captest/doc?collection=&id=`
+//! makes the call fail after a successful commit; `?fallback=ID` follows a stale commit with one
+//! that puts `docs/ID` and answers 200; `?before=ID` commits a put of `docs/ID` first. `GET /v1/captest/doc?collection=&id=`
 //! answers the document's body and revision.
 
 use lumire_plugin_sdk::ledger::{self, Account};
@@ -104,6 +105,14 @@ pub fn commit(req: &Request) -> Result<Response, Problem> {
     for s in steps {
         tx = add(tx, s)?;
     }
+    // `?before=ID`: the call first commits a put of `docs/ID`, so the body's commit is not the
+    // call's first write.
+    if let Some(id) = req.query("before") {
+        Transaction::new()
+            .put("docs", id, &json!({"before": true}), Expect::Any)
+            .commit()
+            .map_err(|e| Problem::new(503, "before_failed", &format!("{e:?}")))?;
+    }
     // Each failure kind answers its own code with the failing step, for the tests to check.
     let (kind, f) = match tx.commit() {
         Ok(outcomes) => {
@@ -121,6 +130,17 @@ pub fn commit(req: &Request) -> Result<Response, Problem> {
         }
         Err(Error::Denied(f)) => ("denied", f),
         Err(Error::Invalid(f)) => ("invalid", f),
+        // `?fallback=ID`: a stale commit is followed, in the same call, by a commit that puts
+        // `docs/ID`, and the call answers 200: what the failed commit did must not come back.
+        Err(Error::Stale(_)) if req.query("fallback").is_some() => {
+            let id = req.query("fallback").unwrap_or_default();
+            let outcomes = Transaction::new()
+                .put("docs", id, &json!({"fallback": true}), Expect::Any)
+                .commit()
+                .map_err(|e| Problem::new(503, "fallback_failed", &format!("{e:?}")))?;
+            let all: Vec<Value> = outcomes.iter().map(outcome).collect();
+            return Ok(Response::json(200, &json!({"fallback": all})));
+        }
         Err(Error::Stale(f)) => ("stale", f),
         Err(Error::Conflict(f)) => ("conflict", f),
         Err(Error::InsufficientFunds(f)) => ("insufficient_funds", f),
