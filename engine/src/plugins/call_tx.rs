@@ -66,13 +66,21 @@ impl DerefMut for Reader<'_> {
     }
 }
 
-/// A write host call's transaction: one of its own, or the call's — inside a savepoint, unless
-/// this write opened it (then undoing the write is undoing the transaction: one round trip
-/// fewer on each side of the call's first write).
+/// How a write host call holds its transaction.
+enum Hold {
+    /// A transaction of its own (not an HTTP call): committed or rolled back when it ends.
+    Own,
+    /// The call's transaction, opened by this write: undoing the write is rolling it back (one
+    /// round trip fewer on each side of the call's first write than a savepoint).
+    Opened,
+    /// The call's transaction, inside a savepoint.
+    Savepoint,
+}
+
+/// A write host call's transaction.
 pub struct Writer {
     tx: Tx,
-    in_call: bool,
-    opened: bool,
+    hold: Hold,
 }
 
 impl Deref for Writer {
@@ -100,39 +108,37 @@ impl HostState {
     /// Starts a write host call: the call's transaction, opened now by its first write or
     /// with a savepoint for a later one; outside HTTP calls, a transaction of its own.
     pub(super) async fn begin_write(&mut self, db: &Db) -> Result<Writer, sqlx::Error> {
-        let mut tx = match std::mem::replace(&mut self.call_tx, CallTx::Lent) {
+        match std::mem::replace(&mut self.call_tx, CallTx::Lent) {
             CallTx::Off => {
                 self.call_tx = CallTx::Off;
-                return Ok(Writer {
-                    tx: db.begin().await?,
-                    in_call: false,
-                    opened: true,
-                });
-            }
-            CallTx::Idle => {
-                self.call_tx = CallTx::Idle;
                 let tx = db.begin().await?;
-                self.call_tx = CallTx::Lent;
-                return Ok(Writer {
+                Ok(Writer {
                     tx,
-                    in_call: true,
-                    opened: true,
-                });
+                    hold: Hold::Own,
+                })
             }
-            CallTx::Open(tx) => tx,
+            CallTx::Idle => match db.begin().await {
+                Ok(tx) => Ok(Writer {
+                    tx,
+                    hold: Hold::Opened,
+                }),
+                Err(e) => {
+                    self.call_tx = CallTx::Idle;
+                    Err(e)
+                }
+            },
+            CallTx::Open(mut tx) => {
+                tx.execute("SAVEPOINT host_call").await?;
+                Ok(Writer {
+                    tx,
+                    hold: Hold::Savepoint,
+                })
+            }
             // An earlier write never ended: the call stays unable to commit.
-            CallTx::Lent => {
-                return Err(sqlx::Error::Protocol(
-                    "an earlier write of this plugin call did not complete".into(),
-                ));
-            }
-        };
-        tx.execute("SAVEPOINT host_call").await?;
-        Ok(Writer {
-            tx,
-            in_call: true,
-            opened: false,
-        })
+            CallTx::Lent => Err(sqlx::Error::Protocol(
+                "an earlier write of this plugin call did not complete".into(),
+            )),
+        }
     }
 
     /// Ends a write host call: keeps (`ok`) or undoes its changes. Outside HTTP calls that is a
@@ -140,24 +146,23 @@ impl HostState {
     /// call's transaction staying open for the engine to commit. If the savepoint cannot be
     /// ended the transaction is not given back, so the call cannot commit.
     pub(super) async fn end_write(&mut self, w: Writer, ok: bool) -> Result<(), sqlx::Error> {
-        let Writer {
-            mut tx,
-            in_call,
-            opened,
-        } = w;
-        if !in_call {
-            return if ok { tx.commit().await } else { Ok(()) };
+        let Writer { mut tx, hold } = w;
+        match hold {
+            Hold::Own if ok => tx.commit().await,
+            // Dropping a transaction rolls it back.
+            Hold::Own => Ok(()),
+            Hold::Opened => {
+                self.call_tx = if ok { CallTx::Open(tx) } else { CallTx::Idle };
+                Ok(())
+            }
+            Hold::Savepoint => {
+                if !ok {
+                    tx.execute("ROLLBACK TO SAVEPOINT host_call").await?;
+                }
+                tx.execute("RELEASE SAVEPOINT host_call").await?;
+                self.call_tx = CallTx::Open(tx);
+                Ok(())
+            }
         }
-        if opened {
-            // Dropping the transaction rolls it back: the call has written nothing yet.
-            self.call_tx = if ok { CallTx::Open(tx) } else { CallTx::Idle };
-            return Ok(());
-        }
-        if !ok {
-            tx.execute("ROLLBACK TO SAVEPOINT host_call").await?;
-        }
-        tx.execute("RELEASE SAVEPOINT host_call").await?;
-        self.call_tx = CallTx::Open(tx);
-        Ok(())
     }
 }

@@ -234,7 +234,7 @@ pub async fn delete_expecting(
 ) -> Result<Option<bool>, Error> {
     indexes(scope, collection)?;
     match expect {
-        Expect::Any => delete_in(conn, scope, collection, id).await.map(Some),
+        Expect::Any => delete(conn, scope, collection, id).await.map(Some),
         Expect::Absent => {
             let present = revision_in(conn, scope, collection, id).await?.is_some();
             Ok((!present).then_some(false))
@@ -270,7 +270,7 @@ async fn revision_in(
     Ok(r.map(|r| r.max(0) as u64))
 }
 
-async fn put_in(
+pub async fn put(
     conn: &mut AnyConnection,
     scope: &Scope<'_>,
     collection: &str,
@@ -283,7 +283,7 @@ async fn put_in(
         .ok_or_else(|| Error::Unavailable("the write did not apply".into()))
 }
 
-async fn delete_in(
+pub async fn delete(
     conn: &mut AnyConnection,
     scope: &Scope<'_>,
     collection: &str,
@@ -297,25 +297,6 @@ async fn delete_in(
         .await
         .map_err(db_err)?;
     Ok(r.rows_affected() > 0)
-}
-
-pub async fn put(
-    conn: &mut AnyConnection,
-    scope: &Scope<'_>,
-    collection: &str,
-    id: &str,
-    body: &str,
-) -> Result<Document, Error> {
-    put_in(conn, scope, collection, id, body).await
-}
-
-pub async fn delete(
-    conn: &mut AnyConnection,
-    scope: &Scope<'_>,
-    collection: &str,
-    id: &str,
-) -> Result<bool, Error> {
-    delete_in(conn, scope, collection, id).await
 }
 
 type DocRow = (String, String, String, String, String);
@@ -464,10 +445,10 @@ pub async fn apply(tx: &mut Tx, scope: &Scope<'_>, writes: &[Write]) -> Result<(
     for w in writes {
         match &w.body {
             Some(body) => {
-                put_in(tx, scope, &w.collection, &w.id, body).await?;
+                put(tx, scope, &w.collection, &w.id, body).await?;
             }
             None => {
-                delete_in(tx, scope, &w.collection, &w.id).await?;
+                delete(tx, scope, &w.collection, &w.id).await?;
             }
         }
     }

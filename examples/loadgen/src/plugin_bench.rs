@@ -244,16 +244,8 @@ pub async fn run(
     // cache cold, and whichever loop ran first would pay for warming it.
     let (mut plugin_us, mut native_us) = (0.0, 0.0);
     for _pass in 0..2 {
-        let started = Instant::now();
-        for n in 0..calls {
-            plugin_read(n).await?;
-        }
-        plugin_us = started.elapsed().as_secs_f64() * 1e6 / calls as f64;
-        let started = Instant::now();
-        for n in 0..calls {
-            native_read(n).await?;
-        }
-        native_us = started.elapsed().as_secs_f64() * 1e6 / calls as f64;
+        plugin_us = mean_us(calls, &plugin_read).await?;
+        native_us = mean_us(calls, &native_read).await?;
     }
     println!(
         "one read without HTTP ({calls} sequential, after a warm-up pass): plugin {plugin_us:.1} us, native {native_us:.1} us"
@@ -308,6 +300,19 @@ fn expect(
         };
         Box::pin(async move { req.send().await.map(|r| r.status().as_u16() == want) })
     }
+}
+
+/// The mean time of `calls` sequential calls of `f`, in microseconds.
+async fn mean_us<F, Fut>(calls: usize, f: &F) -> anyhow::Result<f64>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let started = Instant::now();
+    for n in 0..calls {
+        f(n).await?;
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e6 / calls as f64)
 }
 
 fn percents(values: &[f64]) -> String {

@@ -232,14 +232,9 @@ impl Host for HostState {
         let manifest = self.call.manifest.clone();
         let mut tx = self.begin_write(&db).await.map_err(db_err)?;
         let posted = post_in(&manifest, &mut tx, &tenant, &e, &writes).await;
-        let id = match posted {
-            Ok(id) => id,
-            Err(err) => {
-                self.end_write(tx, false).await.map_err(db_err)?;
-                return Err(err);
-            }
-        };
-        match self.end_write(tx, true).await {
+        let ended = self.end_write(tx, posted.is_ok()).await;
+        let id = posted?;
+        match ended {
             Ok(()) => Ok(id),
             // Two posts with one key raced: the loser's insert of the key failed at commit
             // (or earlier); the winner's entry is the answer.
