@@ -66,6 +66,10 @@ pub struct Settings {
     /// reset with `madvise`.
     /// Unmapping costs a TLB shootdown to every core per call (docs/plugins.md, "Runtime").
     pub plugin_keep_resident_kib: u64,
+    /// Write `/tmp/perf-PID.map` naming the plugins' compiled functions, so that `perf` shows
+    /// guest code by name instead of `[unknown]` (profiling only; the file grows with every
+    /// compiled or loaded plugin).
+    pub plugin_perfmap: bool,
     /// Largest response body a plugin may return.
     pub plugin_max_response_bytes: usize,
     /// Largest request body a plugin route accepts (document uploads), in place of
@@ -113,6 +117,7 @@ impl Default for Settings {
             plugin_timeout_ms: 5000,
             plugin_memory_mb: 64,
             plugin_keep_resident_kib: 256,
+            plugin_perfmap: false,
             plugin_max_response_bytes: 4 * 1024 * 1024,
             plugin_max_request_bytes: 12 * 1024 * 1024,
             plugin_http_allow_private: false,
@@ -281,6 +286,9 @@ impl Settings {
         }
         if let Some(v) = get("LUMIRE_PLUGIN_KEEP_RESIDENT_KIB") {
             self.plugin_keep_resident_kib = parse("LUMIRE_PLUGIN_KEEP_RESIDENT_KIB", v)?;
+        }
+        if let Some(v) = get("LUMIRE_PLUGIN_PERFMAP") {
+            self.plugin_perfmap = parse("LUMIRE_PLUGIN_PERFMAP", v)?;
         }
         if let Some(v) = get("LUMIRE_PLUGIN_HTTP_ALLOW_PRIVATE") {
             self.plugin_http_allow_private = parse("LUMIRE_PLUGIN_HTTP_ALLOW_PRIVATE", v)?;

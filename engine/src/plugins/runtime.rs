@@ -9,7 +9,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ProfilingStrategy, Store,
+    UpdateDeadline,
 };
 
 use super::bindings::{
@@ -102,6 +103,9 @@ impl Runtime {
             // is always reset with `madvise`, whatever is kept resident).
             .memory_init_cow(keep_resident == 0)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if settings.plugin_perfmap {
+            config.profiler(ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
         // The ticker holds only a weak reference: it stops when the engine is dropped.
         let weak = engine.weak();

@@ -90,6 +90,8 @@ async fn main() -> anyhow::Result<()> {
         data_dir: dir.clone(),
         run_jobs: false,
         db_max_connections: 16,
+        // `LUMIRE_PLUGIN_PERFMAP=true` names guest code in `perf report` (docs/benchmarks.md).
+        plugin_perfmap: std::env::var("LUMIRE_PLUGIN_PERFMAP").is_ok_and(|v| v == "true"),
         ..Settings::default()
     };
     let pg = match args.db.as_str() {
