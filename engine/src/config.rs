@@ -324,6 +324,19 @@ mod tests {
     }
 
     #[test]
+    fn plugin_perf_map_is_off_unless_asked_for() {
+        let mut s = Settings::default();
+        assert!(!s.plugin_perfmap);
+        s.apply_env(|k| (k == "LUMIRE_PLUGIN_PERFMAP").then(|| "true".into()))
+            .unwrap();
+        assert!(s.plugin_perfmap);
+        assert!(
+            s.apply_env(|k| (k == "LUMIRE_PLUGIN_PERFMAP").then(|| "yes".into()))
+                .is_err()
+        );
+    }
+
+    #[test]
     fn plugin_memory_kept_resident_defaults_to_256_kib_and_can_be_turned_off() {
         let mut s = Settings::default();
         assert_eq!(s.plugin_keep_resident_kib, 256);

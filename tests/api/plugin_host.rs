@@ -406,3 +406,34 @@ async fn outbound_http_reaches_only_allowed_hosts() {
         .await;
     assert_problem(s, &b, StatusCode::FORBIDDEN, "http_denied");
 }
+
+/// `plugin_perfmap` makes wasmtime name the compiled guest functions in `/tmp/perf-<pid>.map`,
+/// where `perf` looks for them; a plugin served with it on answers as usual.
+#[tokio::test]
+async fn a_perf_map_names_the_guest_code_when_asked_for() {
+    let dir = crate::plugins::plugins_dir();
+    let app = lumire_tests::TestApp::spawn_with(move |s| {
+        s.plugins_dir = dir;
+        s.plugin_cache_dir = Some(crate::plugins::cache_dir());
+        s.plugin_perfmap = true;
+    })
+    .await;
+    let owner = app.register_owner().await;
+    enable(&owner, "test-hostile").await;
+    let (s, body) = owner.get("/v1/hostile/ok").await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let map = std::env::temp_dir().join(format!("perf-{}.map", std::process::id()));
+    let text = std::fs::read_to_string(&map).expect("the perf map is written");
+    let _ = std::fs::remove_file(&map);
+    // `<start> <size> <name>` per function, start and size in hex, as perf reads it.
+    let line = text
+        .lines()
+        .find(|l| l.contains("wasm["))
+        .expect("a guest function in the map");
+    let mut parts = line.splitn(3, ' ');
+    for _ in 0..2 {
+        let hex = parts.next().expect("address and size");
+        let hex = hex.strip_prefix("0x").unwrap_or(hex);
+        assert!(u64::from_str_radix(hex, 16).is_ok(), "{line}");
+    }
+}

@@ -92,6 +92,11 @@ async fn main() -> anyhow::Result<()> {
         db_max_connections: 16,
         // `LUMIRE_PLUGIN_PERFMAP=true` names guest code in `perf report` (docs/benchmarks.md).
         plugin_perfmap: std::env::var("LUMIRE_PLUGIN_PERFMAP").is_ok_and(|v| v == "true"),
+        // And `LUMIRE_PLUGIN_KEEP_RESIDENT_KIB` compares memory reset policies.
+        plugin_keep_resident_kib: match std::env::var("LUMIRE_PLUGIN_KEEP_RESIDENT_KIB") {
+            Ok(v) => v.parse().context("LUMIRE_PLUGIN_KEEP_RESIDENT_KIB")?,
+            Err(_) => Settings::default().plugin_keep_resident_kib,
+        },
         ..Settings::default()
     };
     let pg = match args.db.as_str() {
