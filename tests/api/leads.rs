@@ -6,15 +6,10 @@ use lumire_tests::{Member, TestApp, assert_field_error, assert_problem};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::plugins::{cache_dir, enable, lead_body, plugins_dir};
+use crate::plugins::{enable, lead_body, spawn_plugins_with};
 
 async fn spawn() -> TestApp {
-    let dir = plugins_dir();
-    TestApp::spawn_with(move |s| {
-        s.plugins_dir = dir;
-        s.plugin_cache_dir = Some(cache_dir());
-    })
-    .await
+    spawn_plugins_with(|_| {}).await
 }
 
 /// A new tenant that enabled leads-intake, and its owner.

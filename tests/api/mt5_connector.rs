@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use crate::native_connectors::connectors_dir;
-use crate::plugins::{cache_dir, plugins_dir};
+use crate::plugins::spawn_plugins_with;
 
 const MANAGER: u64 = 1000;
 const PASSWORD: &str = "Manager#1 pässword";
@@ -34,11 +34,8 @@ async fn spawn() -> TestApp {
 }
 
 async fn spawn_on(path: Path) -> TestApp {
-    let dir = plugins_dir();
     let native = (path == Path::Native).then(|| connectors_dir(&["lumire-mt5-native-connector"]));
-    TestApp::spawn_with(move |s| {
-        s.plugins_dir = dir;
-        s.plugin_cache_dir = Some(cache_dir());
+    spawn_plugins_with(move |s| {
         s.plugin_http_allow_private = true;
         s.native_connectors_dir = native;
     })

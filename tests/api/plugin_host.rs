@@ -6,7 +6,7 @@ use lumire_tests::{assert_field_error, assert_problem};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::plugins::{enable, plugin, spawn};
+use crate::plugins::{enable, plugin, spawn, spawn_plugins_with};
 
 #[tokio::test]
 async fn a_component_built_against_0_1_0_still_loads_and_runs() {
@@ -98,13 +98,7 @@ async fn core_records_never_reach_another_tenant() {
 #[tokio::test]
 async fn a_call_never_sees_what_an_earlier_call_left_in_memory() {
     for keep_resident_kib in [256, 0] {
-        let dir = crate::plugins::plugins_dir();
-        let app = lumire_tests::TestApp::spawn_with(move |s| {
-            s.plugins_dir = dir;
-            s.plugin_cache_dir = Some(crate::plugins::cache_dir());
-            s.plugin_keep_resident_kib = keep_resident_kib;
-        })
-        .await;
+        let app = spawn_plugins_with(|s| s.plugin_keep_resident_kib = keep_resident_kib).await;
         let a = app.register_owner().await;
         let b = app.register_owner().await;
         enable(&a, "test-hostile").await;
@@ -273,10 +267,7 @@ async fn plugin_routes_are_in_the_openapi_document() {
 
 /// A test app whose plugins may reach loopback addresses (`allow_private`) or not.
 pub(crate) async fn spawn_http(allow_private: bool) -> lumire_tests::TestApp {
-    let dir = crate::plugins::plugins_dir();
-    lumire_tests::TestApp::spawn_with(move |s| {
-        s.plugins_dir = dir;
-        s.plugin_cache_dir = Some(crate::plugins::cache_dir());
+    spawn_plugins_with(|s| {
         s.plugin_timeout_ms = 3000;
         s.plugin_http_allow_private = allow_private;
     })
@@ -411,13 +402,7 @@ async fn outbound_http_reaches_only_allowed_hosts() {
 /// where `perf` looks for them; a plugin served with it on answers as usual.
 #[tokio::test]
 async fn a_perf_map_names_the_guest_code_when_asked_for() {
-    let dir = crate::plugins::plugins_dir();
-    let app = lumire_tests::TestApp::spawn_with(move |s| {
-        s.plugins_dir = dir;
-        s.plugin_cache_dir = Some(crate::plugins::cache_dir());
-        s.plugin_perfmap = true;
-    })
-    .await;
+    let app = spawn_plugins_with(|s| s.plugin_perfmap = true).await;
     let owner = app.register_owner().await;
     enable(&owner, "test-hostile").await;
     let (s, body) = owner.get("/v1/hostile/ok").await;

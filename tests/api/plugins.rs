@@ -32,13 +32,24 @@ pub(crate) fn cache_dir() -> PathBuf {
 }
 
 pub(crate) async fn spawn() -> TestApp {
+    spawn_plugins_with(|s| {
+        s.plugin_timeout_ms = 500;
+        s.plugin_memory_mb = 32;
+        s.plugin_max_response_bytes = 1024 * 1024;
+    })
+    .await
+}
+
+/// An engine loading the bundled and test plugins (with the shared compiled-plugin cache), then
+/// `configure`d.
+pub(crate) async fn spawn_plugins_with(
+    configure: impl FnOnce(&mut lumire_engine::Settings),
+) -> TestApp {
     let dir = plugins_dir();
     TestApp::spawn_with(move |s| {
         s.plugins_dir = dir;
         s.plugin_cache_dir = Some(cache_dir());
-        s.plugin_timeout_ms = 500;
-        s.plugin_memory_mb = 32;
-        s.plugin_max_response_bytes = 1024 * 1024;
+        configure(s);
     })
     .await
 }
@@ -160,13 +171,7 @@ async fn a_tenant_that_has_not_enabled_the_plugin_gets_404() {
 /// cached flags apply until `plugin_flags_cache_ms` has passed, then the change does.
 #[tokio::test]
 async fn a_flag_changed_by_another_process_applies_within_the_cache_time() {
-    let dir = plugins_dir();
-    let app = TestApp::spawn_with(move |s| {
-        s.plugins_dir = dir;
-        s.plugin_cache_dir = Some(cache_dir());
-        s.plugin_flags_cache_ms = 200;
-    })
-    .await;
+    let app = spawn_plugins_with(|s| s.plugin_flags_cache_ms = 200).await;
     let owner = app.register_owner().await;
     enable(&owner, "leads-intake").await;
     let (s, _) = owner.get("/v1/leads").await;
