@@ -6,6 +6,7 @@
 use lumire_plugin_sdk::storage::{self, Op};
 use lumire_plugin_sdk::transaction;
 use lumire_plugin_sdk::{Problem, Request, Response};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::sales::leads::SalesLead;
@@ -57,11 +58,27 @@ fn int_param(req: &Request, name: &str, default: u32, min: u32, max: u32) -> Res
     }
 }
 
+/// The partner API's list shape, written straight from the leads (no copy of them).
+#[derive(Serialize)]
+struct Listed {
+    success: bool,
+    result: ListedLeads,
+}
+
+#[derive(Serialize)]
+struct ListedLeads {
+    leads: Vec<Value>,
+    count: u64,
+}
+
 fn ok_list(leads: Vec<Value>, count: u64) -> Response {
     let leads: Vec<Value> = leads.into_iter().map(view).collect();
     Response::json(
         200,
-        &json!({"success": true, "result": {"leads": leads, "count": count}}),
+        &Listed {
+            success: true,
+            result: ListedLeads { leads, count },
+        },
     )
 }
 

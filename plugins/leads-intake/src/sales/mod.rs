@@ -11,7 +11,6 @@ use lumire_plugin_sdk::storage::{self, QueryBuilder};
 use lumire_plugin_sdk::{Problem, Request, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
 /// Sales leads (the partner API's leads are here too, under the same id).
 pub const LEADS: &str = "sales_leads";
@@ -58,8 +57,19 @@ pub fn page<T: DeserializeOwned + Serialize>(
     };
     Ok(Response::json(
         200,
-        &json!({"data": data, "next_cursor": next}),
+        &Page {
+            data: &data,
+            next_cursor: next,
+        },
     ))
+}
+
+/// A page in the engine's list shape, written straight from the records (no JSON tree built
+/// in between).
+#[derive(Serialize)]
+struct Page<'a, T> {
+    data: &'a [T],
+    next_cursor: Option<String>,
 }
 
 /// A query parameter filter, when present and not empty.
