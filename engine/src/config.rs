@@ -323,34 +323,34 @@ mod tests {
         assert_eq!(s.database_url, "sqlite:///tmp/x/lumire.db");
     }
 
+    impl Settings {
+        /// Applies one environment variable.
+        fn set_one(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+            self.apply_env(|k| (k == key).then(|| value.to_string()))
+        }
+    }
+
     #[test]
     fn plugin_perf_map_is_off_unless_asked_for() {
         let mut s = Settings::default();
         assert!(!s.plugin_perfmap);
-        s.apply_env(|k| (k == "LUMIRE_PLUGIN_PERFMAP").then(|| "true".into()))
-            .unwrap();
+        s.set_one("LUMIRE_PLUGIN_PERFMAP", "true").unwrap();
         assert!(s.plugin_perfmap);
-        assert!(
-            s.apply_env(|k| (k == "LUMIRE_PLUGIN_PERFMAP").then(|| "yes".into()))
-                .is_err()
-        );
+        assert!(s.set_one("LUMIRE_PLUGIN_PERFMAP", "yes").is_err());
     }
 
     #[test]
     fn plugin_memory_kept_resident_defaults_to_256_kib_and_can_be_turned_off() {
         let mut s = Settings::default();
         assert_eq!(s.plugin_keep_resident_kib, 256);
-        s.apply_env(|k| (k == "LUMIRE_PLUGIN_KEEP_RESIDENT_KIB").then(|| "0".into()))
-            .unwrap();
+        s.set_one("LUMIRE_PLUGIN_KEEP_RESIDENT_KIB", "0").unwrap();
         assert_eq!(s.plugin_keep_resident_kib, 0);
     }
 
     #[test]
     fn bad_numbers_are_named() {
         let mut s = Settings::default();
-        let err = s
-            .apply_env(|k| (k == "LUMIRE_MAX_BODY_BYTES").then(|| "lots".into()))
-            .unwrap_err();
+        let err = s.set_one("LUMIRE_MAX_BODY_BYTES", "lots").unwrap_err();
         assert!(err.to_string().contains("LUMIRE_MAX_BODY_BYTES"));
     }
 
@@ -358,8 +358,7 @@ mod tests {
     fn webhooks_refuse_private_targets_unless_allowed() {
         let mut s = Settings::default();
         assert!(!s.webhook_allow_private);
-        s.apply_env(|k| (k == "LUMIRE_WEBHOOK_ALLOW_PRIVATE").then(|| "true".into()))
-            .unwrap();
+        s.set_one("LUMIRE_WEBHOOK_ALLOW_PRIVATE", "true").unwrap();
         assert!(s.webhook_allow_private);
     }
 

@@ -85,19 +85,15 @@ async fn main() -> anyhow::Result<()> {
     }
     let run_id = ulid::Ulid::new().to_string().to_lowercase();
     let dir = std::env::temp_dir().join(format!("lumire-loadgen-{run_id}"));
+    // The engine's own settings (`lumire.toml`, `LUMIRE_*`: `LUMIRE_PLUGIN_PERFMAP=true` to name
+    // guest code in `perf report`, `LUMIRE_PLUGIN_KEEP_RESIDENT_KIB` to compare memory reset
+    // policies, ...), with what the benchmark itself decides put over them.
     let mut settings = Settings {
         listen: "127.0.0.1:0".into(),
         data_dir: dir.clone(),
         run_jobs: false,
         db_max_connections: 16,
-        // `LUMIRE_PLUGIN_PERFMAP=true` names guest code in `perf report` (docs/benchmarks.md).
-        plugin_perfmap: std::env::var("LUMIRE_PLUGIN_PERFMAP").is_ok_and(|v| v == "true"),
-        // And `LUMIRE_PLUGIN_KEEP_RESIDENT_KIB` compares memory reset policies.
-        plugin_keep_resident_kib: match std::env::var("LUMIRE_PLUGIN_KEEP_RESIDENT_KIB") {
-            Ok(v) => v.parse().context("LUMIRE_PLUGIN_KEEP_RESIDENT_KIB")?,
-            Err(_) => Settings::default().plugin_keep_resident_kib,
-        },
-        ..Settings::default()
+        ..Settings::load()?
     };
     let pg = match args.db.as_str() {
         "sqlite" => {
