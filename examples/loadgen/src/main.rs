@@ -48,7 +48,14 @@ struct Args {
     rounds: usize,
 }
 
-fn parse_args() -> anyhow::Result<Args> {
+const USAGE: &str = "usage: lumire-loadgen [--db sqlite|postgres] \
+[--scenario traders|money|sync|mt5-sync|plugins|all] [--seconds N] [--rounds N] \
+[--concurrency N] [--seed N] [--accounts N] [--positions N]
+PostgreSQL: LUMIRE_LOADGEN_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres).
+Engine settings (LUMIRE_*) apply to the engine the benchmark starts.";
+
+/// The arguments, or `None` when help was asked for.
+fn parse_args() -> anyhow::Result<Option<Args>> {
     let mut a = Args {
         db: "sqlite".into(),
         scenario: "all".into(),
@@ -61,7 +68,12 @@ fn parse_args() -> anyhow::Result<Args> {
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let val = it.next().with_context(|| format!("{flag} needs a value"))?;
+        if flag == "--help" || flag == "-h" {
+            return Ok(None);
+        }
+        let val = it
+            .next()
+            .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
         match flag.as_str() {
             "--db" => a.db = val,
             "--scenario" => a.scenario = val,
@@ -71,15 +83,18 @@ fn parse_args() -> anyhow::Result<Args> {
             "--accounts" => a.accounts = val.parse()?,
             "--positions" => a.positions = val.parse()?,
             "--rounds" => a.rounds = val.parse::<usize>()?.max(1),
-            other => bail!("unknown flag {other}"),
+            other => bail!("unknown flag {other}\n{USAGE}"),
         }
     }
-    Ok(a)
+    Ok(Some(a))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args = parse_args()?;
+    let Some(args) = parse_args()? else {
+        println!("{USAGE}");
+        return Ok(());
+    };
     if args.scenario == "mt5-sim" {
         return sync_bench::serve_simulator(args.accounts, args.positions).await;
     }
