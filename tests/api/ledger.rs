@@ -67,7 +67,7 @@ async fn balanced_entries_floors_reversal_and_history() {
     let dep = transfer(&app.db, t, &cash, &wallet, d("100.50"))
         .await
         .unwrap();
-    let after_deposit = lumire_engine::util::now();
+    let after_deposit = lumire_tests::instant_between_writes().await;
     assert_eq!(
         ledger::account(app.db.pool(), t, &wallet)
             .await

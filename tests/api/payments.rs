@@ -561,7 +561,7 @@ async fn payment_methods_and_balances_as_of() {
         )
         .await;
     assert_field_error(s, &b, "label");
-    let before = lumire_engine::util::now();
+    let before = lumire_tests::instant_between_writes().await;
     funded(&owner, &t, "10.00", "0").await;
     let (_, past) = owner
         .get(&format!("/v1/payments/traders/{t}/balances?at={before}"))
