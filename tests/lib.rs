@@ -361,10 +361,10 @@ pub fn assert_problem(status: StatusCode, body: &Value, want: StatusCode, code: 
     assert_eq!(body["code"], code, "body: {body}");
 }
 
-/// An instant, as the engine stamps records (milliseconds), that nothing written before this call
-/// shares and nothing written after it can: it waits until the clock has moved past the current
-/// millisecond. "The balance as of T" counts what was stamped at T, so a test that writes
-/// right after taking T could otherwise land in the same millisecond.
+/// An instant, as the engine stamps records (milliseconds), that separates what was written before
+/// this call (stamped at or before it) from what is written after it (stamped later): it waits
+/// until the clock has moved past the current millisecond. "The balance as of T" counts what was
+/// stamped at T, so a write right after taking T could otherwise land in T's millisecond.
 pub async fn instant_between_writes() -> String {
     let at = lumire_engine::util::now();
     while lumire_engine::util::now() <= at {
