@@ -18,11 +18,7 @@
 //!   storage work, plugin instantiation per call and the cost of one host call (needs
 //!   `./scripts/build-plugins`).
 //!
-//! usage: lumire-loadgen [--db sqlite|postgres] [--scenario traders|money|sync|mt5-sync|plugins|all]
-//!                       [--seconds N] [--rounds N]
-//!                       [--concurrency N] [--seed N] [--accounts N] [--positions N]
-//! PostgreSQL: LUMIRE_LOADGEN_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres); a
-//! database is created for the run and dropped afterwards.
+//! Flags and variables: `lumire-loadgen --help` ([`USAGE`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,10 +44,12 @@ struct Args {
     rounds: usize,
 }
 
+/// What `--help` prints.
 const USAGE: &str = "usage: lumire-loadgen [--db sqlite|postgres] \
 [--scenario traders|money|sync|mt5-sync|plugins|all] [--seconds N] [--rounds N] \
 [--concurrency N] [--seed N] [--accounts N] [--positions N]
-PostgreSQL: LUMIRE_LOADGEN_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres).
+PostgreSQL: LUMIRE_LOADGEN_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres); a
+database is created for the run and dropped afterwards.
 Engine settings (LUMIRE_*) apply to the engine the benchmark starts.";
 
 /// The arguments, or `None` when help was asked for.
