@@ -104,7 +104,8 @@ impl QueryBuilder {
     pub fn run(&self) -> Result<Page, Error> {
         raw::find(&self.0)
     }
-    /// Runs the query and parses the bodies into `T`.
+    /// Runs the query and parses the bodies into `T` (`Box<serde_json::value::RawValue>` keeps
+    /// each body as stored, to answer it without parsing it).
     pub fn fetch<T: DeserializeOwned>(&self) -> Result<(Vec<T>, Option<String>), Error> {
         let page = self.run()?;
         let items = page

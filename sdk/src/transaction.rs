@@ -25,6 +25,7 @@ use crate::v3::transaction as raw;
 pub use raw::{Error, Expect, Failure, Outcome, Versioned};
 
 /// A document's body parsed into `T`, with its revision (capability `storage`).
+/// `Box<serde_json::value::RawValue>` keeps the body as stored.
 pub fn get<T: DeserializeOwned>(collection: &str, id: &str) -> Result<Option<(T, u64)>, Error> {
     let Some(v) = raw::get(collection, id)? else {
         return Ok(None);

@@ -5,6 +5,7 @@ use lumire_plugin_sdk::storage::{self, Op};
 use lumire_plugin_sdk::transaction::{self, Expect, Transaction};
 use lumire_plugin_sdk::{Problem, Request, Response};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::input::{Body, Field};
@@ -110,11 +111,19 @@ pub fn list(req: &Request) -> Result<Response, Problem> {
             q = q.filter(f, Op::Eq, v);
         }
     }
-    page::<SalesLead>(q, p)
+    page::<StoredLead>(q, p)
 }
 
+/// A stored lead is its API representation: every write stores a [`SalesLead`], and reads
+/// answer it as stored ([`RawValue`]: checked to be JSON, not parsed into fields and written
+/// again). A change to `SalesLead`'s fields must rewrite the stored leads, or read them as
+/// `SalesLead` again.
+type StoredLead = Box<RawValue>;
+
 pub fn get(req: &Request) -> Result<Response, Problem> {
-    Ok(Response::json(200, &load(path_id(req, "id"))?.0))
+    let (lead, _) = transaction::get::<StoredLead>(LEADS, path_id(req, "id"))?
+        .ok_or_else(|| Problem::not_found("lead"))?;
+    Ok(Response::json(200, &lead))
 }
 
 const FIELDS: &[&str] = &[
