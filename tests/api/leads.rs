@@ -1132,6 +1132,11 @@ async fn partner_leads_appear_in_the_sales_pipeline() {
     assert_eq!(lead["pipelineId"], pipeline["id"]);
     assert_eq!(lead["pipelineStageId"], inbox.as_str());
     assert_eq!(lead["metadata"]["companyName"], "Bens Burgers");
+    // Leads are served as stored: the partner API's write stored the whole lead, the same in the
+    // list as read alone.
+    let (s, one) = owner.get(&format!("/v1/sales/leads/{id}")).await;
+    assert_eq!(s, StatusCode::OK, "{one}");
+    assert_eq!(&one, lead);
 
     // A team member's partner-API lead is there too (no partner), and converts like any other.
     let team = create_lead(&owner, "Tim").await;
