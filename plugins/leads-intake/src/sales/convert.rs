@@ -10,7 +10,7 @@ use lumire_plugin_sdk::transaction::{self, Error, Expect, Transaction, created_t
 use lumire_plugin_sdk::{Problem, Request, Response, field_errors};
 use serde_json::json;
 
-use super::leads::load;
+use super::leads::{SalesLead, load};
 use super::{LEADS, path_id};
 
 /// A core-records failure as a problem.
@@ -46,7 +46,7 @@ fn trader_json(t: &Trader) -> serde_json::Value {
 }
 
 pub fn convert(req: &Request) -> Result<Response, Problem> {
-    let (mut lead, revision) = load(path_id(req, "id"))?;
+    let (mut lead, revision) = load::<SalesLead>(path_id(req, "id"))?;
     if lead.status == "converted" || lead.trader_id.is_some() {
         return Err(Problem::conflict(
             "already_converted",

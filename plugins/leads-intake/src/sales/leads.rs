@@ -4,6 +4,7 @@
 use lumire_plugin_sdk::storage::{self, Op};
 use lumire_plugin_sdk::transaction::{self, Expect, Transaction};
 use lumire_plugin_sdk::{Problem, Request, Response};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
@@ -89,9 +90,10 @@ impl SalesLead {
     }
 }
 
-/// The lead with this id and its revision, or a 404.
-pub fn load(id: &str) -> Result<(SalesLead, u64), Problem> {
-    transaction::get::<SalesLead>(LEADS, id)?.ok_or_else(|| Problem::not_found("lead"))
+/// The lead with this id and its revision, or a 404: a [`SalesLead`] to change, or a
+/// [`StoredLead`] to answer.
+pub fn load<T: DeserializeOwned>(id: &str) -> Result<(T, u64), Problem> {
+    transaction::get::<T>(LEADS, id)?.ok_or_else(|| Problem::not_found("lead"))
 }
 
 pub fn list(req: &Request) -> Result<Response, Problem> {
@@ -121,8 +123,7 @@ pub fn list(req: &Request) -> Result<Response, Problem> {
 type StoredLead = Box<RawValue>;
 
 pub fn get(req: &Request) -> Result<Response, Problem> {
-    let (lead, _) = transaction::get::<StoredLead>(LEADS, path_id(req, "id"))?
-        .ok_or_else(|| Problem::not_found("lead"))?;
+    let (lead, _) = load::<StoredLead>(path_id(req, "id"))?;
     Ok(Response::json(200, &lead))
 }
 
@@ -177,7 +178,7 @@ pub fn create(req: &Request) -> Result<Response, Problem> {
 }
 
 pub fn update(req: &Request) -> Result<Response, Problem> {
-    let (mut lead, revision) = load(path_id(req, "id"))?;
+    let (mut lead, revision) = load::<SalesLead>(path_id(req, "id"))?;
     let before = lead.status.clone();
     let mut fields = FIELDS.to_vec();
     fields.extend(["status", "pipelineStageId"]);
