@@ -162,6 +162,15 @@ pub async fn run(
         median(&mut list_costs),
         cost(&plugin_write, &native_write),
     );
+    // The spread a single median hides: a change of a point or two is only real when it moves
+    // this range, not the median alone.
+    println!(
+        "middle half of the rounds (quartiles): read {} (by CPU {}), list {} (by CPU {})",
+        quartiles(&read_ratios),
+        quartiles(&read_costs),
+        quartiles(&list_ratios),
+        quartiles(&list_costs),
+    );
     let partner_read = measure(args, read(&lead_ids, "/v1/leads?id=")).await;
     report("partner API read", &partner_read, args.seconds);
     let partner_write = measure(
@@ -321,6 +330,19 @@ fn percents(values: &[f64]) -> String {
         .map(|r| format!("{r:.1}%"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The first and third quartiles of `values` (nearest rank), as `q1-q3%`.
+fn quartiles(values: &[f64]) -> String {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let at = |q: usize| {
+        sorted
+            .get(sorted.len() * q / 4)
+            .copied()
+            .unwrap_or_default()
+    };
+    format!("{:.1}-{:.1}%", at(1), at(3))
 }
 
 fn median(values: &mut [f64]) -> f64 {
