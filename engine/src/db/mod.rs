@@ -10,6 +10,7 @@ mod params;
 pub use params::{Param, SqlBuilder};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool, Executor};
 use std::str::FromStr;
 use std::time::Duration;
@@ -115,6 +116,19 @@ impl Db {
             Some(writer) => writer.begin_with("BEGIN IMMEDIATE").await,
             None => self.pool.begin().await,
         }
+    }
+
+    /// Starts a write transaction on `conn`, a connection of [`Db::pool`] the caller holds: on
+    /// PostgreSQL without taking (and pinging) another connection; on SQLite `conn` goes back to
+    /// the pool and the transaction waits for the writer connection as [`Db::begin`] does.
+    pub async fn begin_on(&self, conn: PoolConnection<Any>) -> Result<Tx, sqlx::Error> {
+        if self.writer.is_some() {
+            drop(conn);
+            return self.begin().await;
+        }
+        // What `Pool::begin` does with the connection it acquires (sqlx 0.8 keeps it public, if
+        // out of its docs, for this use).
+        sqlx::Transaction::begin(conn, None).await
     }
 
     pub async fn close(&self) {

@@ -1,9 +1,13 @@
-//! One database transaction per plugin HTTP call. The call's first write opens it; every later
-//! read and write of the call runs in it (a guest reads what it wrote), each write host call in a
-//! savepoint of its own (a failed `commit` or `post` undoes only itself, as before); the engine
-//! commits it with the call's events and audit entry when the guest answers a success, and drops
-//! it (a rollback) when the guest traps, runs past its deadline or answers an error status. Events,
-//! jobs and connector calls have no call transaction: each write host call commits at once.
+//! One database connection and one transaction per plugin HTTP call. The call's first read takes
+//! a connection from the pool and keeps it for the call's later reads; the call's first write
+//! opens the transaction (on PostgreSQL on that same connection, so a read-then-write call takes
+//! and pings one connection, like a native route; SQLite writes go through the engine's writer
+//! connection). Every later read and write of the call runs in the transaction (a guest reads
+//! what it wrote), each write host call in a savepoint of its own (a failed `commit` or `post`
+//! undoes only itself); the engine commits it with the call's events and audit entry when the
+//! guest answers a success, and drops it (a rollback) when the guest traps, runs past its deadline
+//! or answers an error status. Events, jobs and connector calls have neither: each read takes a
+//! pooled connection and each write host call commits at once.
 
 use std::ops::{Deref, DerefMut};
 
@@ -20,8 +24,11 @@ pub enum CallTx {
     /// Not an HTTP call: each write host call commits at once.
     #[default]
     Off,
-    /// An HTTP call that has not written yet.
+    /// An HTTP call that has neither read nor written yet.
     Idle,
+    /// An HTTP call that has read but not written: the connection of its first read, kept for
+    /// its later reads and (on PostgreSQL) its transaction.
+    Reading(PoolConnection<Any>),
     /// The call's open transaction.
     Open(Tx),
     /// Lent to a write host call ([`Writer`]), or lost with one that never ended: the call
@@ -34,16 +41,18 @@ impl CallTx {
     /// error when a write host call never gave the transaction back.
     pub fn finish(self) -> Result<Option<Tx>, &'static str> {
         match self {
-            CallTx::Off | CallTx::Idle => Ok(None),
+            CallTx::Off | CallTx::Idle | CallTx::Reading(_) => Ok(None),
             CallTx::Open(tx) => Ok(Some(tx)),
             CallTx::Lent => Err("a storage write of the call did not complete"),
         }
     }
 }
 
-/// Where a read runs: in the call's transaction once it has one, else on a pooled connection.
+/// Where a read runs: in the call's transaction once it has one, else on the call's connection,
+/// else (outside HTTP calls) on a pooled connection of its own.
 pub enum Reader<'a> {
     Call(&'a mut Tx),
+    Held(&'a mut PoolConnection<Any>),
     Pool(PoolConnection<Any>),
 }
 
@@ -52,6 +61,7 @@ impl Deref for Reader<'_> {
     fn deref(&self) -> &AnyConnection {
         match self {
             Reader::Call(tx) => tx,
+            Reader::Held(c) => c,
             Reader::Pool(c) => c,
         }
     }
@@ -61,6 +71,7 @@ impl DerefMut for Reader<'_> {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match self {
             Reader::Call(tx) => tx,
+            Reader::Held(c) => c,
             Reader::Pool(c) => c,
         }
     }
@@ -99,9 +110,22 @@ impl DerefMut for Writer {
 impl HostState {
     /// A connection for a read of this call.
     pub(super) async fn reader(&mut self, db: &Db) -> Result<Reader<'_>, sqlx::Error> {
+        if matches!(self.call_tx, CallTx::Idle) {
+            self.call_tx = CallTx::Reading(db.pool().acquire().await?);
+        }
         match &mut self.call_tx {
             CallTx::Open(tx) => Ok(Reader::Call(tx)),
-            _ => Ok(Reader::Pool(db.pool().acquire().await?)),
+            CallTx::Reading(conn) => Ok(Reader::Held(conn)),
+            CallTx::Off | CallTx::Idle | CallTx::Lent => {
+                Ok(Reader::Pool(db.pool().acquire().await?))
+            }
+        }
+    }
+
+    /// Gives back the connection the call's reads kept, if it has not written.
+    pub(super) fn release_idle_connection(&mut self) {
+        if matches!(self.call_tx, CallTx::Reading(_)) {
+            self.call_tx = CallTx::Idle;
         }
     }
 
@@ -118,6 +142,18 @@ impl HostState {
                 })
             }
             CallTx::Idle => match db.begin().await {
+                Ok(tx) => Ok(Writer {
+                    tx,
+                    hold: Hold::Opened,
+                }),
+                Err(e) => {
+                    self.call_tx = CallTx::Idle;
+                    Err(e)
+                }
+            },
+            // The call's connection becomes its transaction's (or, on SQLite, goes back to the
+            // pool while the writer connection takes the write).
+            CallTx::Reading(conn) => match db.begin_on(conn).await {
                 Ok(tx) => Ok(Writer {
                     tx,
                     hold: Hold::Opened,

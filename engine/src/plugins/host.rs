@@ -347,16 +347,19 @@ impl config::Host for HostState {
         if !self.call.manifest.capabilities.config {
             return "{}".into();
         }
-        let (Some(tenant), Some(db)) = (self.call.tenant_id.as_deref(), self.call.db.as_ref())
-        else {
+        let (Some(tenant), Some(db)) = (self.call.tenant_id.clone(), self.call.db.clone()) else {
+            return "{}".into();
+        };
+        let manifest = self.call.manifest.clone();
+        let Ok(mut conn) = self.reader(&db).await else {
             return "{}".into();
         };
         let row: Option<String> = sqlx::query_scalar(
             "SELECT config FROM plugin_configs WHERE tenant_id = $1 AND plugin = $2",
         )
-        .bind(tenant)
-        .bind(&self.call.manifest.name)
-        .fetch_optional(db.pool())
+        .bind(&tenant)
+        .bind(&manifest.name)
+        .fetch_optional(&mut *conn)
         .await
         .ok()
         .flatten();
@@ -370,17 +373,20 @@ impl config::Host for HostState {
         if !self.call.manifest.capabilities.config {
             return None;
         }
-        let tenant = self.call.tenant_id.as_deref()?;
-        let db = self.call.db.as_ref()?;
+        let tenant = self.call.tenant_id.clone()?;
+        let db = self.call.db.clone()?;
+        let manifest = self.call.manifest.clone();
+        let mut conn = self.reader(&db).await.ok()?;
         let row: Option<String> = sqlx::query_scalar(
             "SELECT secrets FROM plugin_configs WHERE tenant_id = $1 AND plugin = $2",
         )
-        .bind(tenant)
-        .bind(&self.call.manifest.name)
-        .fetch_optional(db.pool())
+        .bind(&tenant)
+        .bind(&manifest.name)
+        .fetch_optional(&mut *conn)
         .await
         .ok()
         .flatten();
+        drop(conn);
         let all: serde_json::Value = serde_json::from_str(&row?).ok()?;
         let sealed = all.get(&name)?.as_str()?;
         let context = format!("plugin:{}:{}", self.call.manifest.name, tenant);

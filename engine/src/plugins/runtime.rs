@@ -204,6 +204,9 @@ impl Runtime {
         store.epoch_deadline_callback(|mut ctx| {
             let s = ctx.data_mut();
             s.ticks += 1;
+            // A guest computing across a tick gives back the connection its reads kept (its
+            // next read takes one again): a busy plugin holds none while it runs.
+            s.release_idle_connection();
             if s.ticks >= s.max_ticks {
                 s.timed_out = true;
                 anyhow::bail!("deadline exceeded");
