@@ -141,28 +141,24 @@ impl HostState {
                     hold: Hold::Own,
                 })
             }
-            CallTx::Idle => match db.begin().await {
-                Ok(tx) => Ok(Writer {
-                    tx,
-                    hold: Hold::Opened,
-                }),
-                Err(e) => {
-                    self.call_tx = CallTx::Idle;
-                    Err(e)
+            // The call's first write: on PostgreSQL on the connection its reads kept, if any (on
+            // SQLite that one goes back to the pool while the writer connection takes the write).
+            first @ (CallTx::Idle | CallTx::Reading(_)) => {
+                let opened = match first {
+                    CallTx::Reading(conn) => db.begin_on(conn).await,
+                    _ => db.begin().await,
+                };
+                match opened {
+                    Ok(tx) => Ok(Writer {
+                        tx,
+                        hold: Hold::Opened,
+                    }),
+                    Err(e) => {
+                        self.call_tx = CallTx::Idle;
+                        Err(e)
+                    }
                 }
-            },
-            // The call's connection becomes its transaction's (or, on SQLite, goes back to the
-            // pool while the writer connection takes the write).
-            CallTx::Reading(conn) => match db.begin_on(conn).await {
-                Ok(tx) => Ok(Writer {
-                    tx,
-                    hold: Hold::Opened,
-                }),
-                Err(e) => {
-                    self.call_tx = CallTx::Idle;
-                    Err(e)
-                }
-            },
+            }
             CallTx::Open(mut tx) => {
                 tx.execute("SAVEPOINT host_call").await?;
                 Ok(Writer {
