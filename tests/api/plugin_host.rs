@@ -91,6 +91,46 @@ async fn core_records_never_reach_another_tenant() {
     assert_eq!(body["leaked"], "secret.whale@example.com");
 }
 
+/// A call's reads keep the connection of its first read (its later reads and, on PostgreSQL, its
+/// transaction use it), but a guest that then computes gives it back at the next deadline tick:
+/// with a pool of one connection, a native read is served while the plugin is still computing.
+#[tokio::test]
+async fn a_plugin_computing_after_a_read_holds_no_connection() {
+    let app = spawn_plugins_with(|s| {
+        s.db_max_connections = 1;
+        s.plugin_timeout_ms = 10_000;
+    })
+    .await;
+    let owner = app.register_owner().await;
+    enable(&owner, "test-hostile").await;
+    let (s, trader) = owner
+        .post(
+            "/v1/traders",
+            json!({"email": "one.connection@example.com"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{trader}");
+    let id = trader["id"].as_str().unwrap();
+
+    let plugin = owner.get(&format!("/v1/hostile/read-then-compute?id={id}&ms=3000"));
+    tokio::pin!(plugin);
+    let native = async {
+        // Long enough for the plugin to have read and started computing.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        owner.get(&format!("/v1/traders/{id}")).await
+    };
+    tokio::select! {
+        (s, b) = &mut plugin => panic!("the plugin answered before the native read: {s} {b}"),
+        (s, b) = native => {
+            assert_eq!(s, StatusCode::OK, "{b}");
+            assert_eq!(b["id"], trader["id"]);
+        }
+    }
+    let (s, b) = plugin.await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["found"], true, "{b}");
+}
+
 /// Pool slots are reused call after call: reset in place (`plugin_keep_resident_kib`, the
 /// default) or unmapped (0, wasmtime's copy-on-write images). Either way a call starts from the
 /// component's initial memory: its zeroed statics are zero, its initialised ones hold their

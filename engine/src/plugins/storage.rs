@@ -121,7 +121,7 @@ fn push_filters(b: &mut SqlBuilder, idx: &[String], filters: &[Filter]) -> Resul
     Ok(())
 }
 
-/// A checked document: its text, parsed, with the values of its collection's indexed fields.
+/// A checked document: its text, with the values of its collection's indexed fields.
 struct Checked<'b> {
     body: &'b str,
     idx: [Option<String>; 4],
@@ -138,16 +138,94 @@ fn check_document<'b>(
     if body.len() > MAX_DOCUMENT_BYTES {
         return Err(Error::TooLarge);
     }
-    let parsed: Value =
-        serde_json::from_str(body).map_err(|e| Error::Invalid(format!("body: {e}")))?;
-    let Value::Object(obj) = &parsed else {
-        return Err(Error::Invalid("body must be a JSON object".into()));
-    };
-    let mut vals: [Option<String>; 4] = Default::default();
-    for (i, f) in idx.iter().enumerate() {
-        vals[i] = index_value(obj.get(f));
+    Ok(Checked {
+        body,
+        idx: indexed_values(body, idx)?,
+    })
+}
+
+/// The values of `fields` in the JSON object `body`, which is checked whole.
+fn indexed_values(body: &str, fields: &[String]) -> Result<[Option<String>; 4], Error> {
+    let mut de = serde_json::Deserializer::from_str(body);
+    let picked = serde::Deserializer::deserialize_any(&mut de, IndexedFields(fields))
+        .and_then(|picked| de.end().map(|()| picked))
+        .map_err(|e| Error::Invalid(format!("body: {e}")))?;
+    picked.ok_or_else(|| Error::Invalid("body must be a JSON object".into()))
+}
+
+/// A key of a document: the position of the indexed field it names, if it names one (read
+/// without copying it).
+struct FieldIndex<'i>(&'i [String]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldIndex<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<usize>, D::Error> {
+        d.deserialize_str(self)
     }
-    Ok(Checked { body, idx: vals })
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldIndex<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|f| f == key))
+    }
+}
+
+/// Reads a document for the values of its indexed fields: the whole text is checked to be JSON,
+/// but only those fields are built into values (the rest is skipped). `None` when the document is
+/// not an object.
+struct IndexedFields<'i>(&'i [String]);
+
+impl<'de> serde::de::Visitor<'de> for IndexedFields<'_> {
+    type Value = Option<[Option<String>; 4]>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut vals: [Option<String>; 4] = Default::default();
+        while let Some(field) = map.next_key_seed(FieldIndex(self.0))? {
+            // A repeated field counts with its last value, as when the text is parsed whole.
+            match field {
+                Some(i) if i < vals.len() => vals[i] = index_value(Some(&map.next_value()?)),
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Some(vals))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
 }
 
 /// What a conditional write expects of the document (see `transaction` in WIT 0.3.0).
@@ -453,4 +531,62 @@ pub async fn apply(tx: &mut Tx, scope: &Scope<'_>, writes: &[Write]) -> Result<(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::indexed_values;
+    use crate::plugins::bindings::storage::Error;
+
+    fn fields(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn indexed_fields_are_read_and_the_rest_is_only_checked() {
+        let idx = fields(&["status", "score", "isDefault", "tags"]);
+        let body = r#"{"id": "l1", "meta": {"status": "nested"}, "status": "new",
+            "score": 12, "isDefault": true, "tags": ["a"], "note": "x\"y"}"#;
+        let got = indexed_values(body, &idx).unwrap();
+        assert_eq!(
+            got,
+            [
+                Some("new".to_string()),
+                Some("12".to_string()),
+                Some("true".to_string()),
+                Some(r#"["a"]"#.to_string()),
+            ]
+        );
+        // Escaped keys name their field; a repeated field counts with its last value; null and
+        // absent fields have no value.
+        let got = indexed_values(
+            r#"{"st\u0061tus": "a", "status": "b", "score": null}"#,
+            &idx,
+        );
+        assert_eq!(got.unwrap(), [Some("b".to_string()), None, None, None]);
+    }
+
+    #[test]
+    fn a_document_must_be_one_json_object() {
+        let idx = fields(&["status"]);
+        for bad in ["[1, 2]", "\"text\"", "3", "null", "true"] {
+            let e = indexed_values(bad, &idx).unwrap_err();
+            assert!(
+                matches!(&e, Error::Invalid(m) if m == "body must be a JSON object"),
+                "{bad}: {e:?}"
+            );
+        }
+        for broken in [
+            r#"{"status": "a""#,
+            r#"{"status": "a"} x"#,
+            r#"{"a": [1,}"#,
+            "",
+        ] {
+            let e = indexed_values(broken, &idx).unwrap_err();
+            assert!(
+                matches!(&e, Error::Invalid(m) if m.starts_with("body: ")),
+                "{broken}: {e:?}"
+            );
+        }
+    }
 }

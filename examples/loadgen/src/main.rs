@@ -39,8 +39,8 @@ struct Args {
     seed: usize,
     accounts: usize,
     positions: usize,
-    /// `plugins`: interleaved rounds of the read phases (native, plugin, plugin without
-    /// storage), so that drift of the machine lands on both sides; the median is reported.
+    /// `plugins`: interleaved rounds of the read, list and write phases (native, then plugin),
+    /// so that drift of the machine lands on both sides; the median is reported.
     rounds: usize,
 }
 

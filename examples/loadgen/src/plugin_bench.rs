@@ -112,8 +112,9 @@ pub async fn run(
     let cpu = |o: &super::Outcome| o.cpu_us / o.latencies_us.len().max(1) as f64;
     let cost =
         |p: &super::Outcome, n: &super::Outcome| cpu(n) / cpu(p).max(f64::MIN_POSITIVE) * 100.0;
-    // The reads run in `--rounds` interleaved rounds: the machine's drift (another process,
-    // the page cache, frequency) lands on both sides, and the median round is reported.
+    // Reads, lists and writes run in `--rounds` interleaved rounds: the machine's drift (another
+    // process, the page cache, frequency, the tables growing) lands on both sides, and the
+    // median round is reported.
     let trivial = expect(client, 200, {
         let base = base.to_string();
         move |_| (format!("{base}/v1/hostile/ok"), None)
@@ -126,6 +127,7 @@ pub async fn run(
     };
     let (mut read_ratios, mut read_costs) = (Vec::new(), Vec::new());
     let (mut list_ratios, mut list_costs) = (Vec::new(), Vec::new());
+    let (mut write_ratios, mut write_costs) = (Vec::new(), Vec::new());
     for round in 1..=args.rounds {
         if args.rounds > 1 {
             println!("round {round} of {}", args.rounds);
@@ -145,31 +147,36 @@ pub async fn run(
         report("plugin list (20 leads)", &plugin_list, args.seconds);
         list_ratios.push(ratio(&plugin_list, &native_list));
         list_costs.push(cost(&plugin_list, &native_list));
+        let native_write = measure(args, write("/v1/traders")).await;
+        report("native write (trader)", &native_write, args.seconds);
+        let plugin_write = measure(args, write("/v1/sales/leads")).await;
+        report("plugin write (lead)", &plugin_write, args.seconds);
+        write_ratios.push(ratio(&plugin_write, &native_write));
+        write_costs.push(cost(&plugin_write, &native_write));
     }
-    let native_write = measure(args, write("/v1/traders")).await;
-    report("native write (trader)", &native_write, args.seconds);
-    let plugin_write = measure(args, write("/v1/sales/leads")).await;
-    report("plugin write (lead)", &plugin_write, args.seconds);
     println!(
-        "plugin/native throughput: read {:.1}% (median of {} rounds: {}), list {:.1}% (rounds: {}), write {:.1}%; plugin/native by CPU per request (native cpu/req / plugin cpu/req): read {:.1}%, list {:.1}%, write {:.1}%",
+        "plugin/native throughput: read {:.1}% (median of {} rounds: {}), list {:.1}% (rounds: {}), write {:.1}% (rounds: {}); plugin/native by CPU per request (native cpu/req / plugin cpu/req): read {:.1}%, list {:.1}%, write {:.1}%",
         median(&mut read_ratios.clone()),
         args.rounds,
         percents(&read_ratios),
         median(&mut list_ratios.clone()),
         percents(&list_ratios),
-        ratio(&plugin_write, &native_write),
-        median(&mut read_costs),
-        median(&mut list_costs),
-        cost(&plugin_write, &native_write),
+        median(&mut write_ratios.clone()),
+        percents(&write_ratios),
+        median(&mut read_costs.clone()),
+        median(&mut list_costs.clone()),
+        median(&mut write_costs.clone()),
     );
     // The spread a single median hides: a change of a point or two is only real when it moves
     // this range, not the median alone.
     println!(
-        "middle half of the rounds (quartiles): read {} (by CPU {}), list {} (by CPU {})",
+        "middle half of the rounds (quartiles): read {} (by CPU {}), list {} (by CPU {}), write {} (by CPU {})",
         quartiles(&read_ratios),
         quartiles(&read_costs),
         quartiles(&list_ratios),
         quartiles(&list_costs),
+        quartiles(&write_ratios),
+        quartiles(&write_costs),
     );
     let partner_read = measure(args, read(&lead_ids, "/v1/leads?id=")).await;
     report("partner API read", &partner_read, args.seconds);

@@ -4,6 +4,8 @@
 //! `transaction` commit), and an attempt to read
 //! another tenant's trader through core-records. `GET /v1/hostile/ok` behaves;
 //! `GET /v1/hostile/hostcalls?n=N` makes N cheap host calls (the benchmark's host-call cost);
+//! `GET /v1/hostile/read-then-compute?id=&ms=` reads a trader, then computes without calling the
+//! host (the connection its read took must not stay held meanwhile);
 //! `GET /v1/hostile/residue` reports what an earlier call left in its statics (never anything:
 //! every call gets a fresh instance, whether its pool slot was reset in place or unmapped).
 
@@ -66,6 +68,12 @@ impl Plugin for Hostile {
                 "/v1/hostile/hostcalls",
                 ANY,
                 "Makes ?n= host calls and answers",
+            )
+            .route(
+                "GET",
+                "/v1/hostile/read-then-compute",
+                ANY,
+                "Reads the trader ?id= through core-records, then computes for ?ms= milliseconds",
             )
             .capability(sdk::Capability::CoreRecords)
             .event("lead.*")
@@ -169,6 +177,18 @@ impl Plugin for Hostile {
                     last = sdk::storage::new_id("x");
                 }
                 Ok(Response::json(200, &json!({"calls": n, "last": last})))
+            }
+            "/v1/hostile/read-then-compute" => {
+                let id = req.query("id").unwrap_or_default();
+                let found = sdk::records::trader(id).is_ok();
+                let ms: u64 = req.query("ms").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let until =
+                    std::time::Instant::now() + std::time::Duration::from_millis(ms.min(10_000));
+                let mut n: u64 = 0;
+                while std::time::Instant::now() < until {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+                Ok(Response::json(200, &json!({"found": found, "spins": n})))
             }
             _ => Err(Problem::not_found("route")),
         }

@@ -122,6 +122,12 @@ pub fn list(req: &Request) -> Result<Response, Problem> {
 /// `SalesLead` again.
 type StoredLead = Box<RawValue>;
 
+/// `lead` serialised once, to store and to answer with the same text.
+fn stored(lead: &SalesLead) -> Result<StoredLead, Problem> {
+    serde_json::value::to_raw_value(lead)
+        .map_err(|e| Problem::internal(&format!("lead {}: {e}", lead.id)))
+}
+
 pub fn get(req: &Request) -> Result<Response, Problem> {
     let (lead, _) = load::<StoredLead>(path_id(req, "id"))?;
     Ok(Response::json(200, &lead))
@@ -167,14 +173,15 @@ pub fn create(req: &Request) -> Result<Response, Problem> {
     apply_common(&mut b, &mut lead);
     b.finish()?;
     lead.enter_default_pipeline()?;
-    storage::put(LEADS, &lead.id, &lead)?;
+    let text = stored(&lead)?;
+    storage::put(LEADS, &lead.id, &text)?;
     super::emit(
         "lead.created",
         "lead",
         &lead.id,
         &json!({"id": lead.id, "status": lead.status, "source": lead.source}),
     );
-    Ok(Response::json(201, &lead))
+    Ok(Response::json(201, &text))
 }
 
 pub fn update(req: &Request) -> Result<Response, Problem> {
@@ -230,15 +237,16 @@ pub fn update(req: &Request) -> Result<Response, Problem> {
     lead.updated_at = crate::time::now();
     // Only over the revision read above: a concurrent change (a conversion, another PATCH)
     // is never overwritten; this request answers 409 instead.
+    let text = stored(&lead)?;
     Transaction::new()
-        .put(LEADS, &lead.id, &lead, Expect::Revision(revision))
+        .put(LEADS, &lead.id, &text, Expect::Revision(revision))
         .commit()?;
     let mut payload = json!({"id": lead.id, "status": lead.status});
     if before != lead.status {
         payload["previousStatus"] = json!(before);
     }
     super::emit("lead.updated", "lead", &lead.id, &payload);
-    Ok(Response::json(200, &lead))
+    Ok(Response::json(200, &text))
 }
 
 #[cfg(test)]
