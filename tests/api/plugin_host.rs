@@ -94,7 +94,10 @@ async fn core_records_never_reach_another_tenant() {
 /// A call's reads keep the connection of its first read (its later reads and, on PostgreSQL, its
 /// transaction use it), but a guest that then computes gives it back at the next deadline tick:
 /// with a pool of one connection, a native read is served while the plugin is still computing.
-#[tokio::test]
+/// On several worker threads, as the engine runs: a guest computing on the only thread of a
+/// current-thread runtime yields to other tasks at every tick, but tokio polls for I/O there only
+/// every 61 scheduler ticks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_computing_after_a_read_holds_no_connection() {
     let app = spawn_plugins_with(|s| {
         s.db_max_connections = 1;
@@ -112,7 +115,8 @@ async fn a_plugin_computing_after_a_read_holds_no_connection() {
     assert_eq!(s, StatusCode::CREATED, "{trader}");
     let id = trader["id"].as_str().unwrap();
 
-    let plugin = owner.get(&format!("/v1/hostile/read-then-compute?id={id}&ms=3000"));
+    let slow = format!("/v1/hostile/read-then-compute?id={id}&ms=3000");
+    let plugin = owner.get(&slow);
     tokio::pin!(plugin);
     let native = async {
         // Long enough for the plugin to have read and started computing.
