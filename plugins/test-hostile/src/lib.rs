@@ -4,8 +4,8 @@
 //! `transaction` commit), and an attempt to read
 //! another tenant's trader through core-records. `GET /v1/hostile/ok` behaves;
 //! `GET /v1/hostile/hostcalls?n=N` makes N cheap host calls (the benchmark's host-call cost);
-//! `GET /v1/hostile/read-then-compute?id=&ms=` reads a trader, then computes without calling the
-//! host (the connection its read took must not stay held meanwhile);
+//! `GET /v1/hostile/read-then-compute?id=&ms=` reads a trader, then computes, calling nothing but
+//! the clock (the connection its read took must not stay held meanwhile);
 //! `GET /v1/hostile/residue` reports what an earlier call left in its statics (never anything:
 //! every call gets a fresh instance, whether its pool slot was reset in place or unmapped).
 
