@@ -94,9 +94,7 @@ async fn core_records_never_reach_another_tenant() {
 /// A call's reads keep the connection of its first read (its later reads and, on PostgreSQL, its
 /// transaction use it), but a guest that then computes gives it back at the next deadline tick:
 /// with a pool of one connection, a native read is served while the plugin is still computing.
-/// On several worker threads, as the engine runs: a guest computing on the only thread of a
-/// current-thread runtime yields to other tasks at every tick, but tokio polls for I/O there only
-/// every 61 scheduler ticks.
+/// On several worker threads, as the engine runs (the next test covers a runtime of one thread).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_computing_after_a_read_holds_no_connection() {
     let app = spawn_plugins_with(|s| {
@@ -133,6 +131,40 @@ async fn a_plugin_computing_after_a_read_holds_no_connection() {
     let (s, b) = plugin.await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["found"], true, "{b}");
+}
+
+/// A guest that computes yields at every deadline tick through tokio's `yield_now`, which lets
+/// the worker poll its I/O before the guest runs again: on a runtime of one thread, shared by the
+/// engine, the looping guest and the client, a native request sent while the guest loops is
+/// answered long before the guest's deadline (in about 70 ms, debug build). With a plain wake
+/// (`UpdateDeadline::Yield`) tokio polled I/O there only every 61 scheduler ticks (0.6 s of 10 ms
+/// slices), the native request took 2.4 s or more, and it lost to the 1.5 s deadline.
+#[tokio::test(flavor = "current_thread")]
+async fn a_computing_plugin_leaves_other_requests_io_flowing_on_its_thread() {
+    let app = spawn_plugins_with(|s| s.plugin_timeout_ms = 1_500).await;
+    let owner = app.register_owner().await;
+    enable(&owner, "test-hostile").await;
+    let (s, trader) = owner
+        .post("/v1/traders", json!({"email": "same.thread@example.com"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{trader}");
+    let id = trader["id"].as_str().unwrap();
+
+    let looping = owner.get("/v1/hostile/loop");
+    tokio::pin!(looping);
+    let native = async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        owner.get(&format!("/v1/traders/{id}")).await
+    };
+    tokio::select! {
+        (s, b) = &mut looping => panic!("the loop ended before the native read: {s} {b}"),
+        (s, b) = native => {
+            assert_eq!(s, StatusCode::OK, "{b}");
+            assert_eq!(b["id"], trader["id"]);
+        }
+    }
+    let (s, b) = looping.await;
+    assert_eq!(s, StatusCode::GATEWAY_TIMEOUT, "{b}");
 }
 
 /// Pool slots are reused call after call: reset in place (`plugin_keep_resident_kib`, the

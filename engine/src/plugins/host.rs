@@ -120,7 +120,10 @@ pub async fn write_events(
 }
 
 pub struct HostState {
-    wasi: WasiCtx,
+    /// Built at the guest's first WASI call (a read of the wall clock, say): a call that makes
+    /// none (leads-intake's reads and lists) skips building one (streams, clocks, two seeded
+    /// random generators), about 2 µs (docs/benchmarks.md).
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     pub limiter: Limiter,
     pub call: CallCtx,
@@ -141,15 +144,8 @@ pub struct HostState {
 
 impl HostState {
     pub fn new(call: CallCtx, memory_bytes: usize, max_ticks: u64) -> HostState {
-        // No files, sockets, environment or arguments: clocks and randomness only.
-        let wasi = WasiCtxBuilder::new()
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .socket_addr_check(|_, _| Box::pin(async { false }))
-            .build();
         HostState {
-            wasi,
+            wasi: None,
             table: ResourceTable::new(),
             limiter: Limiter {
                 inner: StoreLimitsBuilder::new()
@@ -194,10 +190,21 @@ impl HostState {
     }
 }
 
+/// What WASI gives a plugin: no files, sockets, environment or arguments; clocks and randomness
+/// only.
+fn wasi_ctx() -> WasiCtx {
+    WasiCtxBuilder::new()
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }))
+        .build()
+}
+
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.get_or_insert_with(wasi_ctx),
             table: &mut self.table,
         }
     }

@@ -50,7 +50,8 @@ const USAGE: &str = "usage: lumire-loadgen [--db sqlite|postgres] \
 [--concurrency N] [--seed N] [--accounts N] [--positions N]
 PostgreSQL: LUMIRE_LOADGEN_PG_URL (default postgres://postgres@127.0.0.1:5432/postgres); a
 database is created for the run and dropped afterwards.
-Engine settings (LUMIRE_*) apply to the engine the benchmark starts.";
+Engine settings (LUMIRE_*) apply to the engine the benchmark starts.
+LUMIRE_LOADGEN_PHASE_MARKS=1 prints when each phase starts (CLOCK_MONOTONIC), for perf.";
 
 /// The arguments, or `None` when help was asked for.
 fn parse_args() -> anyhow::Result<Option<Args>> {
@@ -369,7 +370,13 @@ where
     let counter = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let cpu_before = process_cpu_us();
-    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let start = Instant::now();
+    if std::env::var_os("LUMIRE_LOADGEN_PHASE_MARKS").is_some() {
+        // For `perf record -k CLOCK_MONOTONIC`: where each phase starts on the profile's clock
+        // (on Linux an `Instant` is CLOCK_MONOTONIC), to cut the samples by phase.
+        eprintln!("phase-start {start:?}");
+    }
+    let deadline = start + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
         let (f, counter, errors) = (f.clone(), counter.clone(), errors.clone());
