@@ -2,9 +2,9 @@
 //! frozen 0.1.0 world, core-records scoped to the calling tenant, scheduled jobs, a tenant's
 //! plugin configuration and secrets, partner credentials, and plugin routes in OpenAPI.
 
-use lumire_tests::{assert_field_error, assert_problem};
+use lumire_tests::{Member, TestApp, assert_field_error, assert_problem};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::plugins::{enable, plugin, spawn, spawn_plugins_with};
 
@@ -91,6 +91,40 @@ async fn core_records_never_reach_another_tenant() {
     assert_eq!(body["leaked"], "secret.whale@example.com");
 }
 
+/// An owner of a tenant that enabled `test-hostile`, and one of its traders.
+async fn hostile_owner_with_trader(app: &TestApp, email: &str) -> (Member, Value) {
+    let owner = app.register_owner().await;
+    enable(&owner, "test-hostile").await;
+    let (s, trader) = owner.post("/v1/traders", json!({ "email": email })).await;
+    assert_eq!(s, StatusCode::CREATED, "{trader}");
+    (owner, trader)
+}
+
+/// Sends `busy` (a plugin call that computes), then after `delay_ms` a native read of `trader`,
+/// which must be answered first; returns the plugin call's answer.
+async fn native_read_answers_during(
+    owner: &Member,
+    busy: &str,
+    trader: &Value,
+    delay_ms: u64,
+) -> (StatusCode, Value) {
+    let id = trader["id"].as_str().unwrap();
+    let plugin = owner.get(busy);
+    tokio::pin!(plugin);
+    let native = async {
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        owner.get(&format!("/v1/traders/{id}")).await
+    };
+    tokio::select! {
+        (s, b) = &mut plugin => panic!("the plugin call ended before the native read: {s} {b}"),
+        (s, b) = native => {
+            assert_eq!(s, StatusCode::OK, "{b}");
+            assert_eq!(b["id"], trader["id"]);
+        }
+    }
+    plugin.await
+}
+
 /// A call's reads keep the connection of its first read (its later reads and, on PostgreSQL, its
 /// transaction use it), but a guest that then computes gives it back at the next deadline tick:
 /// with a pool of one connection, a native read is served while the plugin is still computing.
@@ -102,33 +136,11 @@ async fn a_plugin_computing_after_a_read_holds_no_connection() {
         s.plugin_timeout_ms = 10_000;
     })
     .await;
-    let owner = app.register_owner().await;
-    enable(&owner, "test-hostile").await;
-    let (s, trader) = owner
-        .post(
-            "/v1/traders",
-            json!({"email": "one.connection@example.com"}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{trader}");
+    let (owner, trader) = hostile_owner_with_trader(&app, "one.connection@example.com").await;
     let id = trader["id"].as_str().unwrap();
-
+    // 500 ms: long enough for the plugin to have read and started computing.
     let slow = format!("/v1/hostile/read-then-compute?id={id}&ms=3000");
-    let plugin = owner.get(&slow);
-    tokio::pin!(plugin);
-    let native = async {
-        // Long enough for the plugin to have read and started computing.
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        owner.get(&format!("/v1/traders/{id}")).await
-    };
-    tokio::select! {
-        (s, b) = &mut plugin => panic!("the plugin answered before the native read: {s} {b}"),
-        (s, b) = native => {
-            assert_eq!(s, StatusCode::OK, "{b}");
-            assert_eq!(b["id"], trader["id"]);
-        }
-    }
-    let (s, b) = plugin.await;
+    let (s, b) = native_read_answers_during(&owner, &slow, &trader, 500).await;
     assert_eq!(s, StatusCode::OK, "{b}");
     assert_eq!(b["found"], true, "{b}");
 }
@@ -142,28 +154,8 @@ async fn a_plugin_computing_after_a_read_holds_no_connection() {
 #[tokio::test(flavor = "current_thread")]
 async fn a_computing_plugin_leaves_other_requests_io_flowing_on_its_thread() {
     let app = spawn_plugins_with(|s| s.plugin_timeout_ms = 1_500).await;
-    let owner = app.register_owner().await;
-    enable(&owner, "test-hostile").await;
-    let (s, trader) = owner
-        .post("/v1/traders", json!({"email": "same.thread@example.com"}))
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{trader}");
-    let id = trader["id"].as_str().unwrap();
-
-    let looping = owner.get("/v1/hostile/loop");
-    tokio::pin!(looping);
-    let native = async {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        owner.get(&format!("/v1/traders/{id}")).await
-    };
-    tokio::select! {
-        (s, b) = &mut looping => panic!("the loop ended before the native read: {s} {b}"),
-        (s, b) = native => {
-            assert_eq!(s, StatusCode::OK, "{b}");
-            assert_eq!(b["id"], trader["id"]);
-        }
-    }
-    let (s, b) = looping.await;
+    let (owner, trader) = hostile_owner_with_trader(&app, "same.thread@example.com").await;
+    let (s, b) = native_read_answers_during(&owner, "/v1/hostile/loop", &trader, 200).await;
     assert_eq!(s, StatusCode::GATEWAY_TIMEOUT, "{b}");
 }
 
