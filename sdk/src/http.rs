@@ -116,6 +116,15 @@ impl Response {
             body: serde_json::to_vec(body).unwrap_or_else(|_| b"null".to_vec()),
         }
     }
+    /// A JSON response whose body is already JSON text (a stored document from
+    /// [`crate::transaction::get_text`], say): sent as it is, neither parsed nor written again.
+    pub fn json_text(status: u16, body: String) -> Response {
+        Response {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.into_bytes(),
+        }
+    }
     /// An empty 204 response.
     pub fn no_content() -> Response {
         Response {

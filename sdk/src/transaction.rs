@@ -39,6 +39,13 @@ pub fn get<T: DeserializeOwned>(collection: &str, id: &str) -> Result<Option<(T,
     Ok(Some((body, v.revision)))
 }
 
+/// A document's body as the engine stored it, with its revision (capability `storage`): a
+/// JSON object, which the engine checked when it was written, to answer unchanged
+/// ([`crate::Response::json_text`]) without parsing it.
+pub fn get_text(collection: &str, id: &str) -> Result<Option<(String, u64)>, Error> {
+    Ok(raw::get(collection, id)?.map(|v| (v.document.body, v.revision)))
+}
+
 /// A fresh id for a trader that a [`Transaction`] of this call creates
 /// (capability `core-records`).
 pub fn new_trader_id() -> String {

@@ -11,7 +11,7 @@ use super::bindings::types;
 use super::call_tx::CallTx;
 use super::host::{CallCtx, ConnectorCall, Services};
 use super::manifest::{Capabilities, Manifest, RouteMatch};
-use super::runtime::{Failure, Pre, Runtime};
+use super::runtime::{Failure, FeaturePre, Pre, Runtime};
 use crate::config::Settings;
 use crate::db::Db;
 use crate::secrets::SecretBox;
@@ -285,14 +285,15 @@ impl Plugins {
                 request.request_id.clone(),
             )
             .map_err(|e| Failure::Unavailable(e.to_string()))?;
-        let (inst, mut store) = runtime.instantiate(feature(plugin)?, ctx).await?;
+        let (handle_http, mut store) = runtime.instantiate_http(feature(plugin)?, ctx).await?;
         store.data_mut().deferred_events = Some(Vec::new());
         store.data_mut().call_tx = CallTx::Idle;
-        let r = tokio::time::timeout(
-            runtime.timeout(),
-            inst.call_handle_http(&mut store, &request),
-        )
-        .await;
+        let call = async {
+            let (response,) = handle_http.call_async(&mut store, (&request,)).await?;
+            handle_http.post_return_async(&mut store).await?;
+            wasmtime::Result::Ok(response)
+        };
+        let r = tokio::time::timeout(runtime.timeout(), call).await;
         let response = runtime.outcome(&store, r)?;
         let data = store.data_mut();
         let events = data.deferred_events.take().unwrap_or_default();
@@ -340,7 +341,7 @@ impl Plugins {
                 format!("event:{}", event.id),
             )
             .map_err(|e| Failure::Unavailable(e.to_string()))?;
-        let (inst, mut store) = runtime.instantiate(feature(plugin)?, ctx).await?;
+        let (inst, mut store) = runtime.instantiate(&feature(plugin)?.bindings, ctx).await?;
         let r = tokio::time::timeout(
             runtime.timeout(),
             inst.call_handle_event(&mut store, &event),
@@ -367,7 +368,7 @@ impl Plugins {
                 format!("job:{job}:{}", crate::util::new_id()),
             )
             .map_err(|e| Failure::Unavailable(e.to_string()))?;
-        let (inst, mut store) = runtime.instantiate(feature(plugin)?, ctx).await?;
+        let (inst, mut store) = runtime.instantiate(&feature(plugin)?.bindings, ctx).await?;
         let r = tokio::time::timeout(
             runtime.timeout(),
             inst.call_run_job(&mut store, tenant_id, job),
@@ -377,9 +378,7 @@ impl Plugins {
     }
 }
 
-fn feature(
-    plugin: &Installed,
-) -> Result<&super::bindings::FeaturePluginPre<super::host::HostState>, Failure> {
+fn feature(plugin: &Installed) -> Result<&FeaturePre, Failure> {
     match &plugin.pre {
         Pre::Feature(p) => Ok(p),
         Pre::Connector(_) => Err(Failure::Unavailable(

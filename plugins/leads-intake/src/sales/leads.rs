@@ -129,8 +129,9 @@ fn stored(lead: &SalesLead) -> Result<StoredLead, Problem> {
 }
 
 pub fn get(req: &Request) -> Result<Response, Problem> {
-    let (lead, _) = load::<StoredLead>(path_id(req, "id"))?;
-    Ok(Response::json(200, &lead))
+    let (lead, _) = transaction::get_text(LEADS, path_id(req, "id"))?
+        .ok_or_else(|| Problem::not_found("lead"))?;
+    Ok(Response::json_text(200, lead))
 }
 
 const FIELDS: &[&str] = &[
