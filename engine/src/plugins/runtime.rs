@@ -288,7 +288,7 @@ impl Runtime {
             .instantiate_async(&mut store)
             .await
         {
-            Ok(instance) => instance.get_typed_func(&mut store, &pre.handle_http),
+            Ok(instance) => instance.get_typed_func(&mut store, pre.handle_http),
             Err(e) => Err(e),
         };
         self.started(&store, r).map(|f| (f, store))
