@@ -730,6 +730,66 @@ async fn sales_leads_are_created_listed_read_and_updated() {
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
+/// The deepest metadata a lead can carry: serde_json refuses a 128th level of nesting, and the
+/// body and the stored lead are one level around the metadata.
+const DEEPEST_METADATA: usize = 126;
+
+/// `levels` objects nested in one another around a string.
+fn nested(levels: usize) -> Value {
+    (0..levels).fold(json!("deep"), |inner, _| json!({ "a": inner }))
+}
+
+#[tokio::test]
+async fn a_body_nested_as_deep_as_json_allows_is_served_and_a_deeper_one_is_refused() {
+    let app = spawn().await;
+    let owner = tenant(&app).await;
+    // serde_json parses at most 128 levels of nesting, in the guest and in the engine alike. A
+    // lead whose metadata nests up to that is parsed, stored, served and listed within the
+    // guest's stack (docs/plugins.md, "Runtime"); one level more is a 400, not a trapped plugin.
+    let deepest = DEEPEST_METADATA;
+    let (s, lead) = owner
+        .post(
+            "/v1/sales/leads",
+            json!({"email": "deep@example.com", "metadata": nested(deepest)}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{lead}");
+    assert_eq!(lead["metadata"], nested(deepest));
+    let id = lead["id"].as_str().unwrap();
+    let (s, got) = owner.get(&format!("/v1/sales/leads/{id}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(got, lead);
+    // A page nests the lead two levels deeper than serde_json reads by default: compared as text.
+    let resp = owner
+        .raw_request(Method::GET, "/v1/sales/leads?limit=20")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let page = resp.text().await.expect("a body");
+    assert!(page.starts_with(r#"{"data":[{"#), "{page}");
+    assert!(page.contains(&nested(deepest).to_string()), "{page}");
+
+    let (s, b) = owner
+        .post(
+            "/v1/sales/leads",
+            json!({"email": "deeper@example.com", "metadata": nested(deepest + 1)}),
+        )
+        .await;
+    assert_problem(s, &b, StatusCode::BAD_REQUEST, "invalid_json");
+    assert!(
+        b["detail"].as_str().unwrap().contains("recursion limit"),
+        "{b}"
+    );
+    let resp = owner
+        .raw_request(Method::GET, "/v1/sales/leads?limit=20")
+        .send()
+        .await
+        .expect("sent");
+    let page = resp.text().await.expect("a body");
+    assert!(!page.contains("deeper@example.com"), "nothing written: {page}");
+}
+
 #[tokio::test]
 async fn pipelines_hold_stages_and_one_default() {
     let app = spawn().await;
