@@ -787,7 +787,10 @@ async fn a_body_nested_as_deep_as_json_allows_is_served_and_a_deeper_one_is_refu
         .await
         .expect("sent");
     let page = resp.text().await.expect("a body");
-    assert!(!page.contains("deeper@example.com"), "nothing written: {page}");
+    assert!(
+        !page.contains("deeper@example.com"),
+        "nothing written: {page}"
+    );
 }
 
 #[tokio::test]
