@@ -745,7 +745,8 @@ async fn a_body_nested_as_deep_as_json_allows_is_served_and_a_deeper_one_is_refu
     let owner = tenant(&app).await;
     // serde_json parses at most 128 levels of nesting, in the guest and in the engine alike. A
     // lead whose metadata nests up to that is parsed, stored, served and listed within the
-    // guest's stack (docs/plugins.md, "Runtime"); one level more is a 400, not a trapped plugin.
+    // guest's stack (docs/plugins.md, "Guest memory layout"); one level more is a 400, not a
+    // trapped plugin.
     let deepest = DEEPEST_METADATA;
     let (s, lead) = owner
         .post(
