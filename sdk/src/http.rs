@@ -110,19 +110,21 @@ pub struct Response {
 impl Response {
     /// A JSON response.
     pub fn json<T: Serialize + ?Sized>(status: u16, body: &T) -> Response {
-        Response {
+        Response::json_bytes(
             status,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: serde_json::to_vec(body).unwrap_or_else(|_| b"null".to_vec()),
-        }
+            serde_json::to_vec(body).unwrap_or_else(|_| b"null".to_vec()),
+        )
     }
     /// A JSON response whose body is already JSON text (a stored document from
     /// [`crate::transaction::get_text`], say): sent as it is, neither parsed nor written again.
     pub fn json_text(status: u16, body: String) -> Response {
+        Response::json_bytes(status, body.into_bytes())
+    }
+    fn json_bytes(status: u16, body: Vec<u8>) -> Response {
         Response {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
-            body: body.into_bytes(),
+            body,
         }
     }
     /// An empty 204 response.

@@ -739,6 +739,17 @@ fn nested(levels: usize) -> Value {
     (0..levels).fold(json!("deep"), |inner, _| json!({ "a": inner }))
 }
 
+/// The first page of sales leads as text: a page of deeply nested leads is deeper than
+/// serde_json reads by default.
+async fn leads_page_text(member: &Member) -> (StatusCode, String) {
+    let resp = member
+        .raw_request(Method::GET, "/v1/sales/leads?limit=20")
+        .send()
+        .await
+        .expect("sent");
+    (resp.status(), resp.text().await.expect("a body"))
+}
+
 #[tokio::test]
 async fn a_body_nested_as_deep_as_json_allows_is_served_and_a_deeper_one_is_refused() {
     let app = spawn().await;
@@ -760,14 +771,8 @@ async fn a_body_nested_as_deep_as_json_allows_is_served_and_a_deeper_one_is_refu
     let (s, got) = owner.get(&format!("/v1/sales/leads/{id}")).await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(got, lead);
-    // A page nests the lead two levels deeper than serde_json reads by default: compared as text.
-    let resp = owner
-        .raw_request(Method::GET, "/v1/sales/leads?limit=20")
-        .send()
-        .await
-        .expect("sent");
-    assert_eq!(resp.status(), StatusCode::OK);
-    let page = resp.text().await.expect("a body");
+    let (s, page) = leads_page_text(&owner).await;
+    assert_eq!(s, StatusCode::OK);
     assert!(page.starts_with(r#"{"data":[{"#), "{page}");
     assert!(page.contains(&nested(deepest).to_string()), "{page}");
 
@@ -782,12 +787,7 @@ async fn a_body_nested_as_deep_as_json_allows_is_served_and_a_deeper_one_is_refu
         b["detail"].as_str().unwrap().contains("recursion limit"),
         "{b}"
     );
-    let resp = owner
-        .raw_request(Method::GET, "/v1/sales/leads?limit=20")
-        .send()
-        .await
-        .expect("sent");
-    let page = resp.text().await.expect("a body");
+    let (_, page) = leads_page_text(&owner).await;
     assert!(
         !page.contains("deeper@example.com"),
         "nothing written: {page}"
