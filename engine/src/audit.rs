@@ -251,7 +251,7 @@ where
         b.push(" AND resource_id = ").text(*id);
         b.push(")");
     }
-    b.push(") ORDER BY id DESC LIMIT ").int(limit);
+    b.push(") ORDER BY id DESC").limit(limit);
     let rows: Vec<AuditRow> = b.query_as().fetch_all(exec).await?;
     Ok(rows.into_iter().map(AuditEntry::from).collect())
 }
@@ -270,7 +270,7 @@ async fn list(
     if let Some(after) = &page.after_id {
         b.push(" AND id < ").text(after.clone());
     }
-    b.push(" ORDER BY id DESC LIMIT ").int(page.fetch());
+    b.push(" ORDER BY id DESC").limit(page.fetch());
     let rows: Vec<AuditRow> = b.query_as().fetch_all(st.db.pool()).await?;
     Ok(axum::Json(
         Page::from_rows(rows, &page, |r| &r.id).map(AuditEntry::from),
@@ -350,7 +350,7 @@ async fn export_csv(
             if let Some(after) = after {
                 b.push(" AND id < ").bind(Param::Text(after));
             }
-            b.push(" ORDER BY id DESC LIMIT ").int(limit);
+            b.push(" ORDER BY id DESC").limit(limit);
             let rows: Vec<AuditRow> = b.query_as().fetch_all(db.pool()).await?;
             Ok(rows
                 .into_iter()

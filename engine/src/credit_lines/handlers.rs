@@ -70,7 +70,7 @@ pub async fn list(
     if let Some(after) = &page.after_id {
         b.push(" AND cl.id < ").text(after.clone());
     }
-    b.push(" ORDER BY cl.id DESC LIMIT ").int(page.fetch());
+    b.push(" ORDER BY cl.id DESC").limit(page.fetch());
     let rows: Vec<CreditLineRow> = b.query_as().fetch_all(st.db.pool()).await?;
     let page = Page::from_rows(rows, &page, |r| &r.id);
     let data = page
@@ -339,7 +339,7 @@ pub async fn entries(
     if let Some(after) = &page.after_id {
         b.push(" AND id < ").text(after.clone());
     }
-    b.push(" ORDER BY id DESC LIMIT ").int(page.fetch());
+    b.push(" ORDER BY id DESC").limit(page.fetch());
     let rows: Vec<EntryView> = b.query_as().fetch_all(st.db.pool()).await?;
     Ok(Json(Page::from_rows(rows, &page, |r| &r.id)))
 }

@@ -75,7 +75,7 @@ pub async fn list(
     if let Some(after) = &page.after_id {
         b.push(" AND id < ").text(after.clone());
     }
-    b.push(" ORDER BY id DESC LIMIT ").int(page.fetch());
+    b.push(" ORDER BY id DESC").limit(page.fetch());
     let rows: Vec<CustomerRow> = b.query_as().fetch_all(st.db.pool()).await?;
     Ok(Json(
         Page::from_rows(rows, &page, |r| &r.id).map(CustomerView::from),
@@ -299,7 +299,7 @@ pub async fn logins(
     if let Some(after) = &page.after_id {
         b.push(" AND id < ").text(after.clone());
     }
-    b.push(" ORDER BY id DESC LIMIT ").int(page.fetch());
+    b.push(" ORDER BY id DESC").limit(page.fetch());
     let rows: Vec<LoginRow> = b.query_as().fetch_all(st.db.pool()).await?;
     Ok(Json(
         Page::from_rows(rows, &page, |r| &r.id).map(LoginView::from),
@@ -449,7 +449,7 @@ pub async fn messages_all(
     if let Some(after) = &page.after_id {
         b.push(" AND m.id < ").text(after.clone());
     }
-    b.push(" ORDER BY m.id DESC LIMIT ").int(page.fetch());
+    b.push(" ORDER BY m.id DESC").limit(page.fetch());
     let rows: Vec<InboxRow> = b.query_as().fetch_all(st.db.pool()).await?;
     Ok(Json(Page::from_rows(rows, &page, |r| &r.id).map(|r| {
         InboxMessage {

@@ -46,6 +46,23 @@ impl SqlBuilder {
         self.bind(Param::Int(v))
     }
 
+    /// Appends ` LIMIT n` with `n` written into the statement, not bound. PostgreSQL can then
+    /// keep one generic plan for the statement: with a bound limit it cannot cost the plan
+    /// without the value, so it plans every execution again (a custom plan), which cost more
+    /// of its CPU than running a page query (docs/benchmarks.md, "Plans kept").
+    pub fn limit(&mut self, n: i64) -> &mut Self {
+        self.sql.push_str(" LIMIT ");
+        self.sql.push_str(&n.to_string());
+        self
+    }
+
+    /// Appends ` OFFSET n`, written into the statement like [`SqlBuilder::limit`].
+    pub fn offset(&mut self, n: i64) -> &mut Self {
+        self.sql.push_str(" OFFSET ");
+        self.sql.push_str(&n.to_string());
+        self
+    }
+
     pub fn sql(&self) -> &str {
         &self.sql
     }

@@ -67,7 +67,7 @@ pub async fn list(
     if let Some(after) = &page.after_id {
         b.push(" AND id < ").text(after.clone());
     }
-    b.push(" ORDER BY id DESC LIMIT ").int(page.fetch());
+    b.push(" ORDER BY id DESC").limit(page.fetch());
     let rows: Vec<CredentialView> = b.query_as().fetch_all(st.db.pool()).await?;
     let rows = rows
         .into_iter()

@@ -488,10 +488,7 @@ pub async fn find(conn: &mut AnyConnection, scope: &Scope<'_>, q: &Query) -> Res
     } else {
         b.push(&format!(" ORDER BY {order} {dir}, id {dir}"));
     }
-    b.push(" LIMIT ")
-        .int(i64::from(q.limit) + 1)
-        .push(" OFFSET ")
-        .int(i64::from(q.skip));
+    b.limit(i64::from(q.limit) + 1).offset(i64::from(q.skip));
     let mut rows: Vec<DocRow> = b.query_as().fetch_all(&mut *conn).await.map_err(db_err)?;
     let more = rows.len() > q.limit as usize;
     rows.truncate(q.limit as usize);

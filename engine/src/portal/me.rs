@@ -67,7 +67,7 @@ where
     if let Some(after) = &page.after_id {
         b.push(" AND id < ").text(after.clone());
     }
-    b.push(" ORDER BY id DESC LIMIT ").int(page.fetch());
+    b.push(" ORDER BY id DESC").limit(page.fetch());
     let rows: Vec<T> = b.query_as().fetch_all(st.db.pool()).await?;
     Ok(Page::from_rows(rows, page, id_of))
 }

@@ -135,7 +135,7 @@ pub async fn list(
     if let Some(after) = &page.after_id {
         b.push(" AND id < ").text(after.clone());
     }
-    b.push(" ORDER BY id DESC LIMIT ").int(page.fetch());
+    b.push(" ORDER BY id DESC").limit(page.fetch());
     let rows: Vec<SegmentRow> = b.query_as().fetch_all(st.db.pool()).await?;
     Ok(Json(
         Page::from_rows(rows, &page, |r| &r.id).map(SegmentView::from),
@@ -400,7 +400,7 @@ pub async fn preview(
         .fetch_one(st.db.pool())
         .await?;
     let mut b = base(TRADER_COLUMNS);
-    b.push(" ORDER BY traders.id DESC LIMIT ").int(limit);
+    b.push(" ORDER BY traders.id DESC").limit(limit);
     let rows: Vec<TraderRow> = b.query_as().fetch_all(st.db.pool()).await?;
     Ok(Json(Preview {
         segment_id: seg.id,

@@ -100,7 +100,7 @@ pub async fn list_users(
     if let Some(after) = &page.after_id {
         b.push(" AND id < ").text(after.clone());
     }
-    b.push(" ORDER BY id DESC LIMIT ").int(page.fetch());
+    b.push(" ORDER BY id DESC").limit(page.fetch());
     let rows: Vec<UserRow> = b.query_as().fetch_all(st.db.pool()).await?;
     Ok(Json(
         Page::from_rows(rows, &page, |r| &r.id).map(|r| UserView::from(&r)),

@@ -54,8 +54,7 @@ pub async fn list(
     if let Some(after) = &page.after_id {
         b.push(" AND m.customer_id < ").text(after.clone());
     }
-    b.push(" ORDER BY m.customer_id DESC LIMIT ")
-        .int(page.fetch());
+    b.push(" ORDER BY m.customer_id DESC").limit(page.fetch());
     let rows: Vec<MemberView> = b.query_as().fetch_all(st.db.pool()).await?;
     Ok(Json(Page::from_rows(rows, &page, |r| &r.customer_id)))
 }

@@ -44,7 +44,7 @@ pub async fn list(
     if let Some(after) = &page.after_id {
         b.push(" AND id < ").text(after.clone());
     }
-    b.push(" ORDER BY id DESC LIMIT ").int(page.fetch());
+    b.push(" ORDER BY id DESC").limit(page.fetch());
     let rows: Vec<TransactionRow> = b.query_as().fetch_all(st.db.pool()).await?;
     Ok(Json(
         Page::from_rows(rows, &page, |r| &r.id).map(TransactionView::from),
@@ -84,7 +84,7 @@ pub async fn export_csv(
                 if let Some(after) = after {
                     b.push(" AND id < ").bind(Param::Text(after));
                 }
-                b.push(" ORDER BY id DESC LIMIT ").int(limit);
+                b.push(" ORDER BY id DESC").limit(limit);
                 let rows: Vec<TransactionRow> = b.query_as().fetch_all(db.pool()).await?;
                 Ok(rows
                     .into_iter()

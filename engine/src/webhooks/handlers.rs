@@ -64,7 +64,7 @@ pub async fn list_subscriptions(
     if let Some(after) = &page.after_id {
         b.push(" AND id < ").text(after.clone());
     }
-    b.push(" ORDER BY id DESC LIMIT ").int(page.fetch());
+    b.push(" ORDER BY id DESC").limit(page.fetch());
     let rows: Vec<SubscriptionRow> = b.query_as().fetch_all(st.db.pool()).await?;
     Ok(Json(
         Page::from_rows(rows, &page, |r| &r.id).map(|r| SubscriptionView::from(&r)),
@@ -339,7 +339,7 @@ pub async fn list_deliveries(
     if let Some(after) = &page.after_id {
         b.push(" AND id < ").text(after.clone());
     }
-    b.push(" ORDER BY id DESC LIMIT ").int(page.fetch());
+    b.push(" ORDER BY id DESC").limit(page.fetch());
     let rows: Vec<store::DeliveryRow> = b.query_as().fetch_all(st.db.pool()).await?;
     let at = Utc::now();
     Ok(Json(

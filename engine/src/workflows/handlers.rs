@@ -114,7 +114,7 @@ pub async fn list(
     if let Some(after) = &page.after_id {
         b.push(" AND id < ").text(after.clone());
     }
-    b.push(" ORDER BY id DESC LIMIT ").int(page.fetch());
+    b.push(" ORDER BY id DESC").limit(page.fetch());
     let rows: Vec<WorkflowRow> = b.query_as().fetch_all(st.db.pool()).await?;
     let views: Vec<WorkflowView> = rows.into_iter().map(WorkflowView::from).collect();
     Ok(Json(Page::from_rows(views, &page, |r| &r.id)))
@@ -336,7 +336,7 @@ pub async fn runs(
     if let Some(after) = &page.after_id {
         b.push(" AND id < ").text(after.clone());
     }
-    b.push(" ORDER BY id DESC LIMIT ").int(page.fetch());
+    b.push(" ORDER BY id DESC").limit(page.fetch());
     let rows: Vec<RunRow> = b.query_as().fetch_all(&mut *conn).await?;
     let views: Vec<RunView> = rows
         .into_iter()
