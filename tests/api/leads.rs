@@ -1225,3 +1225,65 @@ async fn partner_leads_appear_in_the_sales_pipeline() {
     let (_, b) = partner.get(&format!("/v1/leads?id={id}")).await;
     assert_eq!(b["result"]["leads"][0]["status"], "WAITING_FOR_CALL");
 }
+
+/// A page filtered on an indexed field is read through that field's index, on both databases.
+/// Plugin storage compares indexed fields as `COALESCE(idxN, '')`; an index on the bare column
+/// served no such filter, so a filter that matched few leads walked every lead of the tenant
+/// (migration 0035 indexes the expression; docs/plugins.md, "Storage").
+#[tokio::test]
+async fn a_filtered_page_of_leads_is_read_through_the_fields_index() {
+    use lumire_engine::db::DbKind;
+    use sqlx::Row;
+    let app = spawn().await;
+    let owner = tenant(&app).await;
+    for (email, source) in [("a@example.com", "ads"), ("b@example.com", "web")] {
+        let (s, b) = owner
+            .post("/v1/sales/leads", json!({"email": email, "source": source}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let (s, ads) = owner.get("/v1/sales/leads?source=ads&limit=20").await;
+    assert_eq!(s, StatusCode::OK, "{ads}");
+    assert_eq!(ads["data"].as_array().map(Vec::len), Some(1), "{ads}");
+    assert_eq!(ads["data"][0]["email"], "a@example.com");
+
+    // The statement plugin storage runs for that page (`source` is the fourth indexed field of
+    // leads-intake's `sales_leads`), as the database plans it.
+    let sql = format!(
+        "SELECT id, body, created_at, updated_at, id FROM plugin_documents WHERE tenant_id = '{}' \
+         AND plugin = 'leads-intake' AND collection = 'sales_leads' AND COALESCE(idx4, '') = 'ads' \
+         ORDER BY id DESC LIMIT 21 OFFSET 0",
+        owner.tenant_id
+    );
+    let mut conn = app.db.pool().acquire().await.expect("connection");
+    let plan: Vec<String> = match app.db.kind() {
+        DbKind::Sqlite => sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .fetch_all(&mut *conn)
+            .await
+            .expect("plan")
+            .iter()
+            .map(|r| r.get::<String, _>(3))
+            .collect(),
+        DbKind::Postgres => {
+            // A test's table is a few rows, which a sequential scan would read as fast.
+            sqlx::query("SET enable_seqscan = off")
+                .execute(&mut *conn)
+                .await
+                .expect("set");
+            let plan = sqlx::query(&format!("EXPLAIN {sql}"))
+                .fetch_all(&mut *conn)
+                .await
+                .expect("plan")
+                .iter()
+                .map(|r| r.get::<String, _>(0))
+                .collect();
+            sqlx::query("RESET enable_seqscan")
+                .execute(&mut *conn)
+                .await
+                .expect("reset");
+            plan
+        }
+    };
+    let plan = plan.join("\n");
+    assert!(plan.contains("plugin_documents_idx4"), "{plan}");
+}
