@@ -28,7 +28,8 @@ enum Cleanup {
     Postgres { admin_url: String, name: String },
 }
 
-fn pg_admin_url() -> String {
+/// The PostgreSQL server the tests run against (`LUMIRE_TEST_PG_URL`), as its administrator.
+pub fn pg_admin_url() -> String {
     std::env::var("LUMIRE_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }

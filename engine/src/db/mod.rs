@@ -11,7 +11,7 @@ pub use params::{Param, SqlBuilder};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyPool, Executor};
+use sqlx::{Any, AnyPool, Connection, Executor};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -31,15 +31,29 @@ pub struct Db {
     kind: DbKind,
 }
 
+/// How long a PostgreSQL connection may wait in the pool and still be handed out without a ping.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 fn pool_options(kind: DbKind, max_connections: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(30))
-        // A PostgreSQL connection can die with the server or the network: ping it before
-        // handing it out. A SQLite connection is a thread of this process with the file
-        // open; pinging it only cost every statement an extra round trip to that thread
-        // (docs/benchmarks.md, "SQLite connections without a ping").
-        .test_before_acquire(kind == DbKind::Postgres)
+        // sqlx pings every connection when it goes back to the pool, so one that comes out of
+        // the pool was alive when it went in. A PostgreSQL connection can still die with the
+        // server or the network while it waits there: it is pinged again before use only when
+        // it has waited longer than `PING_AFTER_IDLE`. Pinging on every acquire cost each
+        // statement a second round trip to the server (docs/benchmarks.md, "Fewer round
+        // trips"). A SQLite connection is a thread of this process with the file open; it is
+        // never pinged before use ("SQLite connections without a ping").
+        .test_before_acquire(false)
+        .before_acquire(move |conn, meta| {
+            Box::pin(async move {
+                if kind == DbKind::Postgres && meta.idle_for > PING_AFTER_IDLE {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if kind == DbKind::Sqlite {
