@@ -48,8 +48,8 @@ impl SqlBuilder {
 
     /// Appends ` LIMIT n` with `n` written into the statement, not bound. PostgreSQL can then
     /// keep one generic plan for the statement: with a bound limit it cannot cost the plan
-    /// without the value, so it plans every execution again (a custom plan), which cost more
-    /// of its CPU than running a page query (docs/benchmarks.md, "Plans kept").
+    /// without the value, so it plans every execution again (a custom plan), which made a page
+    /// query take a third to a half longer (docs/benchmarks.md, "Plans kept").
     pub fn limit(&mut self, n: i64) -> &mut Self {
         self.sql.push_str(" LIMIT ");
         self.sql.push_str(&n.to_string());
