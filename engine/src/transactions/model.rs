@@ -197,13 +197,14 @@ pub async fn recent_for_trader<'e, E>(
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
+    // The limit is written into the statement so that PostgreSQL keeps one plan for it
+    // (`SqlBuilder::limit`).
     let rows: Vec<TransactionRow> = sqlx::query_as(&format!(
         "SELECT {TRANSACTION_COLUMNS} FROM transactions WHERE tenant_id = $1 AND trader_id = $2
-         ORDER BY id DESC LIMIT $3"
+         ORDER BY id DESC LIMIT {limit}"
     ))
     .bind(tenant_id)
     .bind(trader_id)
-    .bind(limit)
     .fetch_all(exec)
     .await?;
     Ok(rows.into_iter().map(TransactionView::from).collect())

@@ -215,19 +215,24 @@ impl Host for HostState {
         let (db, tenant) = self.records_scope()?;
         self.get_account(account_id.clone()).await?;
         let mut conn = self.reader(&db).await.map_err(db_err)?;
+        // The limit is written into the statement so that PostgreSQL keeps one plan for it
+        // (`SqlBuilder::limit`).
         let sql = if open {
-            "SELECT id, account_id, symbol, side, volume, open_price, close_price, profit, commission, swap, opened_at, closed_at
-             FROM positions WHERE tenant_id = $1 AND account_id = $2 AND closed_at IS NULL
-             ORDER BY opened_at, id LIMIT $3"
+            format!(
+                "SELECT id, account_id, symbol, side, volume, open_price, close_price, profit, commission, swap, opened_at, closed_at
+                 FROM positions WHERE tenant_id = $1 AND account_id = $2 AND closed_at IS NULL
+                 ORDER BY opened_at, id LIMIT {MAX_POSITIONS}"
+            )
         } else {
-            "SELECT id, account_id, symbol, side, volume, open_price, close_price, profit, commission, swap, opened_at, closed_at
-             FROM positions WHERE tenant_id = $1 AND account_id = $2 AND closed_at IS NOT NULL AND closed_at >= $4
-             ORDER BY closed_at, id LIMIT $3"
+            format!(
+                "SELECT id, account_id, symbol, side, volume, open_price, close_price, profit, commission, swap, opened_at, closed_at
+                 FROM positions WHERE tenant_id = $1 AND account_id = $2 AND closed_at IS NOT NULL AND closed_at >= $3
+                 ORDER BY closed_at, id LIMIT {MAX_POSITIONS}"
+            )
         };
-        let mut q = sqlx::query_as::<_, PositionRow>(sql)
+        let mut q = sqlx::query_as::<_, PositionRow>(&sql)
             .bind(&tenant)
-            .bind(&account_id)
-            .bind(MAX_POSITIONS);
+            .bind(&account_id);
         if !open {
             q = q.bind(closed_since.unwrap_or_default());
         }
