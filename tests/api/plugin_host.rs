@@ -91,6 +91,57 @@ async fn core_records_never_reach_another_tenant() {
     assert_eq!(body["leaked"], "secret.whale@example.com");
 }
 
+/// A plugin reads an account's open positions and those closed since a time through core
+/// records; another tenant's plugin asking for that account gets 404, never its positions.
+#[tokio::test]
+async fn a_plugin_reads_an_accounts_positions_and_never_another_tenants() {
+    let app = spawn().await;
+    let a = app.register_owner().await;
+    let b = app.register_owner().await;
+    enable(&a, "test-capabilities").await;
+    enable(&b, "test-capabilities").await;
+    let (s, trader) = a
+        .post("/v1/traders", json!({"email": "positions@example.com"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{trader}");
+    let (s, account) = a
+        .post(
+            "/v1/accounts",
+            json!({"traderId": trader["id"], "platform": "mt5", "externalId": "srv1:7001",
+                   "accountNumber": "7001", "currency": "USD", "balance": "100", "equity": "100",
+                   "leverage": 100, "isDemo": false}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{account}");
+    let account_id = account["id"].as_str().unwrap();
+    for (symbol, closed_at) in [
+        ("EURUSD", None),
+        ("XAUUSD", Some("2026-01-02T00:00:00.000Z")),
+        ("GBPUSD", Some("2025-12-01T00:00:00.000Z")),
+    ] {
+        sqlx::query(
+            "INSERT INTO positions (tenant_id, id, account_id, trader_id, symbol, side, volume, open_price, opened_at, closed_at)
+             VALUES ($1, $2, $3, $4, $5, 'buy', '1.00', '1.0850', '2025-11-01T00:00:00.000Z', $6)",
+        )
+        .bind(&a.tenant_id)
+        .bind(ulid::Ulid::new().to_string())
+        .bind(account_id)
+        .bind(trader["id"].as_str().unwrap())
+        .bind(symbol)
+        .bind(closed_at)
+        .execute(app.db.pool())
+        .await
+        .unwrap();
+    }
+    let path = format!("/v1/captest/positions?account={account_id}&since=2026-01-01T00:00:00.000Z");
+    let (s, p) = a.get(&path).await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(p, json!({"open": ["EURUSD"], "closed": ["XAUUSD"]}));
+    let (s, p) = b.get(&path).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{p}");
+    assert!(!p.to_string().contains("USD"), "{p}");
+}
+
 /// An owner of a tenant that enabled `test-hostile`, and one of its traders.
 async fn hostile_owner_with_trader(app: &TestApp, email: &str) -> (Member, Value) {
     let owner = app.register_owner().await;

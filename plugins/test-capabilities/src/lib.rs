@@ -1,12 +1,14 @@
 //! Exercises the host capabilities of `lumire:plugin@0.2.0` and `@0.3.0` for the engine's tests:
 //! ledger posts with storage writes in the same transaction, balances, files, outbound HTTP to
-//! an allowlisted host, and `transaction` commits (`commit.rs`).
+//! an allowlisted host, `transaction` commits (`commit.rs`) and positions read through core
+//! records.
 
 mod commit;
 
 use lumire_plugin_sdk::ledger::{self, Account};
 use lumire_plugin_sdk::{
-    self as sdk, Plugin, Problem, Request, Response, Router, files, http_client, manifest, storage,
+    self as sdk, Plugin, Problem, Request, Response, Router, files, http_client, manifest, records,
+    storage,
 };
 use serde_json::{Value, json};
 
@@ -34,6 +36,12 @@ impl Plugin for Capabilities {
                 "Commits the steps of the body",
             )
             .route("GET", "/v1/captest/doc", ANY, "A document and its revision")
+            .route(
+                "GET",
+                "/v1/captest/positions",
+                ANY,
+                "An account's open and recently closed positions",
+            )
             .collection("transfers", &["trader"])
             .collection("docs", &[])
             .capability(sdk::Capability::Ledger)
@@ -50,6 +58,7 @@ impl Plugin for Capabilities {
             .get("/v1/captest/fetch", fetch)
             .post("/v1/captest/commit", commit::commit)
             .get("/v1/captest/doc", commit::document)
+            .get("/v1/captest/positions", positions)
             .dispatch(&req)
     }
 }
@@ -136,4 +145,23 @@ fn fetch(req: &Request) -> Result<Response, Problem> {
         Err(http_client::Error::Denied(m)) => Err(Problem::new(403, "http_denied", &m)),
         Err(e) => Err(Problem::new(502, "http_failed", &format!("{e:?}"))),
     }
+}
+
+/// `?account=ID&since=TIME`: the account's open positions and those closed at or after `since`,
+/// by symbol, read through core records.
+fn positions(req: &Request) -> Result<Response, Problem> {
+    let account = req.query("account").unwrap_or_default();
+    let since = req.query("since").unwrap_or_default();
+    let records_problem = |e: records::Error| match e {
+        records::Error::NotFound => Problem::not_found("account"),
+        other => Problem::new(503, "records_failed", &format!("{other:?}")),
+    };
+    let open = records::open_positions(account).map_err(records_problem)?;
+    let closed = records::closed_positions(account, since).map_err(records_problem)?;
+    let symbols =
+        |ps: Vec<records::Position>| -> Vec<String> { ps.into_iter().map(|p| p.symbol).collect() };
+    Ok(Response::json(
+        200,
+        &json!({"open": symbols(open), "closed": symbols(closed)}),
+    ))
 }
