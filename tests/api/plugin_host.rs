@@ -6,7 +6,7 @@ use lumire_tests::{Member, TestApp, assert_field_error, assert_problem};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::plugins::{enable, plugin, spawn, spawn_plugins_with};
+use crate::plugins::{enable, plugin, spawn, spawn_plugins_with, two_tenants_with};
 
 #[tokio::test]
 async fn a_component_built_against_0_1_0_still_loads_and_runs() {
@@ -96,10 +96,7 @@ async fn core_records_never_reach_another_tenant() {
 #[tokio::test]
 async fn a_plugin_reads_an_accounts_positions_and_never_another_tenants() {
     let app = spawn().await;
-    let a = app.register_owner().await;
-    let b = app.register_owner().await;
-    enable(&a, "test-capabilities").await;
-    enable(&b, "test-capabilities").await;
+    let (a, b) = two_tenants_with(&app, "test-capabilities").await;
     let (s, trader) = a
         .post("/v1/traders", json!({"email": "positions@example.com"}))
         .await;
@@ -396,10 +393,7 @@ pub(crate) async fn spawn_http(allow_private: bool) -> lumire_tests::TestApp {
 #[tokio::test]
 async fn ledger_posts_are_balanced_idempotent_and_atomic_with_storage() {
     let app = spawn().await;
-    let owner = app.register_owner().await;
-    let other = app.register_owner().await;
-    enable(&owner, "test-capabilities").await;
-    enable(&other, "test-capabilities").await;
+    let (owner, other) = two_tenants_with(&app, "test-capabilities").await;
     let (_, trader) = owner
         .post("/v1/traders", json!({"email": "pool.member@example.com"}))
         .await;

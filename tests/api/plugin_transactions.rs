@@ -6,7 +6,7 @@ use lumire_tests::{Member, TestApp, assert_problem};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::plugins::{enable, spawn};
+use crate::plugins::{enable, spawn, two_tenants_with};
 
 async fn commit(m: &Member, steps: Value) -> (StatusCode, Value) {
     m.post("/v1/captest/commit", json!({ "steps": steps }))
@@ -269,10 +269,7 @@ async fn a_refused_first_write_does_not_stop_the_calls_next_one() {
 #[tokio::test]
 async fn writes_apply_only_while_their_expectation_holds() {
     let app = spawn().await;
-    let owner = app.register_owner().await;
-    let other = app.register_owner().await;
-    enable(&owner, "test-capabilities").await;
-    enable(&other, "test-capabilities").await;
+    let (owner, other) = two_tenants_with(&app, "test-capabilities").await;
     let put = |id: &str, n: i64, expect: Value| json!([{"put": {"collection": "docs", "id": id, "body": {"n": n}, "expect": expect}}]);
 
     let (s, b) = commit(&owner, put("d", 1, json!("absent"))).await;

@@ -54,6 +54,14 @@ pub(crate) async fn spawn_plugins_with(
     .await
 }
 
+/// Owners of two new tenants that both enabled `plugin`.
+pub(crate) async fn two_tenants_with(app: &TestApp, plugin: &str) -> (Member, Member) {
+    let (a, b) = (app.register_owner().await, app.register_owner().await);
+    enable(&a, plugin).await;
+    enable(&b, plugin).await;
+    (a, b)
+}
+
 pub(crate) async fn enable(owner: &Member, plugin: &str) {
     let (s, b) = owner
         .patch(
@@ -392,10 +400,7 @@ async fn idempotency_keys_and_api_key_scopes_apply_to_plugin_routes() {
 #[tokio::test]
 async fn two_tenants_see_only_their_own_leads() {
     let app = spawn().await;
-    let a = app.register_owner().await;
-    let b = app.register_owner().await;
-    enable(&a, "leads-intake").await;
-    enable(&b, "leads-intake").await;
+    let (a, b) = two_tenants_with(&app, "leads-intake").await;
 
     let (_, ca) = a.post("/v1/leads", lead_body("Alice")).await;
     let a_id = ca[0]["id"].as_str().unwrap().to_string();
