@@ -22,7 +22,9 @@
 //! message; `list-accounts {cursor, limit}` → `{accounts, nextCursor}`; `get-balances {logins}`;
 //! `list-open-positions {logins}`; `list-closed-positions {logins, since}`;
 //! `push-balance-operation {op: {login, amount, comment, idempotencyKey}}` → the platform's deal
-//! id. Every request also carries `{"config": {"endpoint", "credentials"}}`; a response is
+//! id. Every request also carries `{"config": {"endpoint", "credentials"}}` and `"tenant"` (the
+//! tenant's id: a library that keeps platform sessions between calls keys them by tenant and
+//! configuration, so two tenants on one server never share a session); a response is
 //! `{"ok": <value>}` or `{"error": {"code": "unauthorized" | "unavailable" | "rejected" |
 //! "not-found", "message": "..."}}`. A connector must be safe to call from several threads at
 //! once.

@@ -77,7 +77,7 @@ impl Connector {
     /// (`{"endpoint", "credentials"}`).
     pub fn session(&self, tenant_id: &str, config: &Value) -> Session {
         match self {
-            Connector::Native(n) => Session::Native(n.clone()),
+            Connector::Native(n) => Session::Native(n.clone(), tenant_id.to_string()),
             Connector::Wasm(w) => Session::Wasm(Box::new(w.session(tenant_id, config))),
         }
     }
@@ -85,7 +85,8 @@ impl Connector {
 
 /// Calls of one engine operation (a sync run, a push) on one connector.
 pub enum Session {
-    Native(Arc<NativeConnector>),
+    /// The library and the tenant whose configuration its requests carry.
+    Native(Arc<NativeConnector>, String),
     Wasm(Box<WasmSession>),
 }
 
@@ -97,7 +98,15 @@ impl Session {
         request: Value,
     ) -> Result<Value, ConnectorError> {
         match self {
-            Session::Native(n) => call_native(n.clone(), op, request).await,
+            Session::Native(n, tenant_id) => {
+                // The library keys the platform sessions it keeps by tenant and configuration:
+                // two tenants on one server never share one (abi's `tenant`).
+                let mut request = request;
+                if let Some(obj) = request.as_object_mut() {
+                    obj.insert("tenant".into(), Value::String(tenant_id.clone()));
+                }
+                call_native(n.clone(), op, request).await
+            }
             Session::Wasm(w) => {
                 match tokio::time::timeout(CALL_TIMEOUT * 4, w.call(op, &request)).await {
                     Ok(r) => r,

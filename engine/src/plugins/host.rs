@@ -140,6 +140,9 @@ pub struct HostState {
     pub issued_trader_ids: Vec<String>,
     /// The database transaction of an HTTP call (`CallTx::Off` otherwise).
     pub call_tx: CallTx,
+    /// A connector session's own outbound connections (made at its first request), never
+    /// the shared pool: see `capabilities::session_http`.
+    pub session_http: Option<super::capabilities::session_http::SessionHttp>,
 }
 
 impl HostState {
@@ -164,6 +167,7 @@ impl HostState {
             deferred_events: None,
             issued_trader_ids: Vec::new(),
             call_tx: CallTx::Off,
+            session_http: None,
         }
     }
 

@@ -14,14 +14,33 @@ pub struct Http {
 }
 
 impl Http {
-    pub fn new() -> Http {
+    /// An agent keeping one connection per server. `ca_pem`, when given, is the only trust
+    /// (the configuration's `tls_ca_cert`); otherwise the public roots.
+    pub fn new(ca_pem: Option<&str>) -> Result<Http, String> {
+        let mut tls = ureq::tls::TlsConfig::builder();
+        if let Some(pem) = ca_pem {
+            let certs = ureq::tls::parse_pem(pem.as_bytes())
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("tls_ca_cert is not PEM certificates: {e}"))?;
+            if certs.is_empty() {
+                return Err("tls_ca_cert holds no certificate".into());
+            }
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        }
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
+            .max_idle_connections_per_host(1)
             .user_agent("LumireCRM-mt5-native")
+            .tls_config(tls.build())
             .build()
             .into();
-        Http { agent }
+        Ok(Http { agent })
     }
 }
 
@@ -39,7 +58,12 @@ impl Transport for Http {
         cookie: Option<&str>,
         timeout_ms: u32,
     ) -> Result<HttpReply, TransportError> {
-        let mut req = self.agent.get(url).header("accept", "application/json");
+        // The MT5 Web API asks for keep-alive on every request ("Connection Maintenance").
+        let mut req = self
+            .agent
+            .get(url)
+            .header("accept", "application/json")
+            .header("connection", "keep-alive");
         if let Some(c) = cookie {
             req = req.header("cookie", c);
         }

@@ -90,7 +90,20 @@ pub fn handle(op: &str, req: &Value) -> Result<Value, Failure> {
     }
     let src = Request(req);
     let settings = mt5_webapi::settings(&src).map_err(code)?;
-    with_conn(settings, |conn: &mut Conn| {
+    let Some(tenant) = req["tenant"].as_str().filter(|t| !t.is_empty()) else {
+        return Err((
+            "rejected",
+            "the request names no tenant (engine older than this connector?)".into(),
+        ));
+    };
+    if src.secret("tls_cert_sha256").is_some() {
+        return Err((
+            "rejected",
+            "tls_cert_sha256: certificate pinning is served by the WebAssembly MT5 connector; the native one trusts tls_ca_cert".into(),
+        ));
+    }
+    let ca = src.secret("tls_ca_cert").filter(|c| !c.trim().is_empty());
+    with_conn(tenant, settings, ca.as_deref(), |conn: &mut Conn| {
         let mt5 = &mut conn.mt5;
         let logins = strings(&req["logins"]);
         match op {
@@ -135,4 +148,5 @@ pub fn handle(op: &str, req: &Value) -> Result<Value, Failure> {
             other => Err(("rejected", format!("{other} is not an operation of ABI 1"))),
         }
     })
+    .map_err(|e| ("rejected", e))?
 }

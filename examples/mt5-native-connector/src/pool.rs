@@ -1,5 +1,7 @@
-//! Connections kept between calls, one per server, manager and password: the engine calls the
-//! library once per operation, and a sync run's calls share the MT5 session the first one made.
+//! Connections kept between calls, one per tenant, server, manager, password and TLS trust: the
+//! engine calls the library once per operation, and a sync run's calls share the MT5 session the
+//! first one made. Two tenants configured on one server with the same manager still get a
+//! session each: nothing one tenant's session learnt or holds is used for another.
 //! A connection idle for [`IDLE`] is dropped; calls on one connection take turns, calls on
 //! different ones run at once.
 
@@ -28,9 +30,20 @@ fn pool() -> MutexGuard<'static, HashMap<String, Shared>> {
         .unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs `f` on the connection for these settings (made when there is none), with this call's
-/// tunables (timeouts, retries), which may have changed since it was made.
-pub fn with_conn<R>(settings: Settings, f: impl FnOnce(&mut Conn) -> R) -> R {
+/// Runs `f` on `tenant`'s connection for these settings (made when there is none), with this
+/// call's tunables (timeouts, retries), which may have changed since it was made. `ca_pem` is
+/// the configuration's CA to trust; a connection is never shared between two trusts.
+pub fn with_conn<R>(
+    tenant: &str,
+    settings: Settings,
+    ca_pem: Option<&str>,
+    f: impl FnOnce(&mut Conn) -> R,
+) -> Result<R, String> {
+    let key = format!(
+        "{tenant}|{}|{}",
+        settings.fingerprint(),
+        ca_pem.map(mt5_webapi::auth::digest_hex).unwrap_or_default()
+    );
     let shared = {
         let mut pool = pool();
         let now = Instant::now();
@@ -40,17 +53,20 @@ pub fn with_conn<R>(settings: Settings, f: impl FnOnce(&mut Conn) -> R) -> R {
                     .map(|c| now.duration_since(c.last_used) < IDLE)
                     .unwrap_or(true)
         });
-        pool.entry(settings.fingerprint())
-            .or_insert_with(|| {
-                Arc::new(Mutex::new(Conn {
-                    mt5: Mt5::new(settings.clone(), Http::new()),
+        match pool.get(&key) {
+            Some(c) => c.clone(),
+            None => {
+                let c = Arc::new(Mutex::new(Conn {
+                    mt5: Mt5::new(settings.clone(), Http::new(ca_pem)?),
                     last_used: now,
-                }))
-            })
-            .clone()
+                }));
+                pool.insert(key, c.clone());
+                c
+            }
+        }
     };
     let mut conn = shared.lock().unwrap_or_else(|p| p.into_inner());
     conn.mt5.client.settings = settings;
     conn.last_used = Instant::now();
-    f(&mut conn)
+    Ok(f(&mut conn))
 }

@@ -30,8 +30,11 @@ impl Transport for Host {
         cookie: Option<&str>,
         timeout_ms: u32,
     ) -> Result<HttpReply, TransportError> {
+        // The engine sends a connector session's requests over one connection of its own; the
+        // MT5 Web API asks for keep-alive on each ("Connection Maintenance").
         let mut req = http_client::request("GET", url)
             .header("accept", "application/json")
+            .header("connection", "keep-alive")
             .timeout_ms(timeout_ms);
         if let Some(c) = cookie {
             req = req.header("cookie", c);

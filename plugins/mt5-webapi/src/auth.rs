@@ -25,6 +25,11 @@ pub fn answer(password_hash: &[u8; 16], random: &[u8]) -> String {
     hex::encode(h.finalize())
 }
 
+/// A short digest of a text for keys (a cache key, not a secret): hex MD5.
+pub fn digest_hex(text: &str) -> String {
+    hex::encode(Md5::digest(text.as_bytes()))
+}
+
 /// The server's random as bytes: 16 bytes given as 32 hex digits.
 pub fn parse_random(hex_text: &str) -> Option<Vec<u8>> {
     hex::decode(hex_text.trim()).ok().filter(|b| b.len() == 16)

@@ -1,12 +1,22 @@
 //! A session with an MT5 Web API server: the handshake, the session kept between requests,
 //! `retcode` checks, timeouts and bounded retries with backoff.
 //!
-//! The server binds an authenticated session to the keep-alive connection it was made on; the
-//! engine's HTTP client keeps connections alive, and any cookie the server sets is sent back as
-//! well (a server that ties the session to a cookie, or a proxy in front of it, keeps working).
-//! When a request is refused as unauthenticated (HTTP 401/403 or retcode 8) on a session that
-//! worked, the connection was probably replaced: the connector authenticates again once and
-//! repeats the request.
+//! The server binds an authenticated session to the keep-alive connection it was made on
+//! (MetaQuotes, "Connection Maintenance"): the transport must send every request of a client
+//! over one connection of its own (the engine gives each connector session its own connection;
+//! the native connector one agent per session) and ask for keep-alive. Any cookie the server
+//! sets is sent back as well (a proxy in front of it may use one).
+//!
+//! What a refusal means:
+//! - HTTP 403 (or 401) without a retcode: the connection carries no session (it was replaced,
+//!   or the server dropped it). On a command, the connector authenticates again once and
+//!   repeats it. During the handshake it is also what a wrong password gets, so a handshake
+//!   refused that way is tried once more from the start before the password is blamed.
+//! - A closed connection or a timeout: transient, retried with backoff (the next request goes
+//!   over a new connection, which then needs a new handshake).
+//! - Retcode 8 (`MT_RET_ERR_PERMISSIONS`): the manager may not do this; reported, never
+//!   "fixed" by authenticating again.
+//! - Retcodes 1000-1999 (authentication): reported as such, naming the code.
 
 use serde_json::Value;
 
@@ -133,16 +143,26 @@ impl Session {
     }
 }
 
+/// How a handshake failed: `Ambiguous` when the server gave no reason (a refusal without a
+/// retcode, or the connection lost mid-way), which a fresh handshake may cure; `true` when it
+/// was `auth/answer` that was refused so.
+enum Handshake {
+    Ambiguous(Mt5Error, bool),
+    Failed(Mt5Error),
+}
+
 pub struct Client<T: Transport> {
     pub settings: Settings,
     transport: T,
     session: Option<Session>,
 }
 
-/// What one exchange came back as.
+/// What one exchange came back as. `bare` marks the refusals that name no reason (HTTP 401/403
+/// without a retcode): the connection has no session.
 enum Outcome {
     Ok(Value),
     Err(Mt5Error, Class),
+    Bare(Mt5Error),
 }
 
 impl<T: Transport> Client<T> {
@@ -220,10 +240,10 @@ impl<T: Transport> Client<T> {
                 };
                 Outcome::Err(err, class)
             }
-            (401 | 403, None) => Outcome::Err(
-                Mt5Error::Unauthorized(format!("{what}: HTTP {} without a retcode", reply.status)),
-                Class::Auth,
-            ),
+            (401 | 403, None) => Outcome::Bare(Mt5Error::Unauthorized(format!(
+                "{what}: HTTP {} without a retcode (no session on this connection)",
+                reply.status
+            ))),
             (s, None) if s >= 500 => Outcome::Err(
                 Mt5Error::Unavailable(format!("{what}: HTTP {s} from the server")),
                 Class::Transient,
@@ -258,17 +278,37 @@ impl<T: Transport> Client<T> {
     }
 
     /// The handshake: `auth/start`, our answer to the server's random, and the check of the
-    /// server's answer to ours.
+    /// server's answer to ours. A handshake refused without a reason (HTTP 403 without a
+    /// retcode, or the connection lost between its two requests) is made once more from the
+    /// start; refused so twice at `auth/answer`, the password is what the server refuses.
     pub fn connect(&mut self) -> Result<(), Mt5Error> {
-        self.session = Some(Session::default());
-        let result = self.handshake();
-        if result.is_err() {
+        let mut attempt = 0;
+        loop {
+            self.session = Some(Session::default());
+            let err = match self.handshake() {
+                Ok(()) => return Ok(()),
+                Err(Handshake::Ambiguous(e, _)) if attempt == 0 => {
+                    self.transport.log(
+                        Level::Warn,
+                        &format!("{}; starting the handshake again", e.message()),
+                    );
+                    attempt += 1;
+                    continue;
+                }
+                Err(Handshake::Ambiguous(Mt5Error::Unauthorized(m), true)) => {
+                    Mt5Error::Unauthorized(format!(
+                        "the server refused manager {}'s password: {m}, twice, each time on the connection of its auth/start",
+                        self.settings.login
+                    ))
+                }
+                Err(Handshake::Ambiguous(e, _) | Handshake::Failed(e)) => e,
+            };
             self.session = None;
+            return Err(err);
         }
-        result
     }
 
-    fn handshake(&mut self) -> Result<(), Mt5Error> {
+    fn handshake(&mut self) -> Result<(), Handshake> {
         let s = &self.settings;
         let start = path_with_query(
             "/api/auth/start",
@@ -281,26 +321,27 @@ impl<T: Transport> Client<T> {
         );
         let started = match self.exchange_retrying(&start, "auth/start") {
             Outcome::Ok(v) => v,
+            Outcome::Bare(e) => return Err(Handshake::Ambiguous(e, false)),
             Outcome::Err(Mt5Error::Unauthorized(m), _) => {
-                return Err(Mt5Error::Unauthorized(format!(
+                return Err(Handshake::Failed(Mt5Error::Unauthorized(format!(
                     "{m} (manager login {})",
                     self.settings.login
-                )));
+                ))));
             }
-            Outcome::Err(e, _) => return Err(e),
+            Outcome::Err(e, _) => return Err(Handshake::Failed(e)),
         };
         let srv_rand = text(&started, "srv_rand")
             .and_then(|r| auth::parse_random(&r))
             .ok_or_else(|| {
-                Mt5Error::Unavailable(
+                Handshake::Failed(Mt5Error::Unavailable(
                     "auth/start: the answer has no srv_rand of 16 bytes in hex; is the endpoint an MT5 Web API server?".into(),
-                )
+                ))
             })?;
         let ph = auth::password_hash(&self.settings.password);
         let cli_rand = self.transport.random16().ok_or_else(|| {
-            Mt5Error::Unavailable(
+            Handshake::Failed(Mt5Error::Unavailable(
                 "no randomness for cli_rand: the server cannot be authenticated".into(),
-            )
+            ))
         })?;
         let answer = path_with_query(
             "/api/auth/answer",
@@ -309,23 +350,26 @@ impl<T: Transport> Client<T> {
                 ("cli_rand", hex::encode(cli_rand)),
             ],
         );
-        // Not retried: the server's random is single-use and valid for 10 seconds.
+        // Not retried alone: the server's random is single-use, valid for 10 seconds, and
+        // bound to the connection auth/start went over.
         let answered = match self.exchange(&answer, "auth/answer") {
             Outcome::Ok(v) => v,
+            Outcome::Bare(e) => return Err(Handshake::Ambiguous(e, true)),
+            Outcome::Err(e, Class::Transient) => return Err(Handshake::Ambiguous(e, false)),
             Outcome::Err(Mt5Error::Unauthorized(m), _) => {
-                return Err(Mt5Error::Unauthorized(format!(
+                return Err(Handshake::Failed(Mt5Error::Unauthorized(format!(
                     "the server refused manager {}'s password: {m}",
                     self.settings.login
-                )));
+                ))));
             }
-            Outcome::Err(e, _) => return Err(e),
+            Outcome::Err(e, _) => return Err(Handshake::Failed(e)),
         };
         let given = text(&answered, "cli_rand_answer").unwrap_or_default();
         if !auth::server_answer_ok(&ph, &cli_rand, &given) {
-            return Err(Mt5Error::Unauthorized(format!(
+            return Err(Handshake::Failed(Mt5Error::Unauthorized(format!(
                 "auth/answer: the server's cli_rand_answer is wrong, so it does not know manager {}'s password: not the configured MT5 server (or an impostor); nothing more was sent to it",
                 self.settings.login
-            )));
+            ))));
         }
         if let Some(session) = self.session.as_mut() {
             session.version_access = text(&started, "version_access");
@@ -342,20 +386,20 @@ impl<T: Transport> Client<T> {
     }
 
     /// A read (or any request safe to repeat): authenticates when needed, retries transient
-    /// failures, and authenticates again once when the server no longer knows the session.
-    /// Returns the whole answer (`retcode` already checked).
+    /// failures, and authenticates again once when the connection turns out to carry no
+    /// session (HTTP 403 without a retcode, or an authentication retcode). Returns the whole
+    /// answer (`retcode` already checked).
     pub fn call(&mut self, path: &str, query: &[(&str, String)]) -> Result<Value, Mt5Error> {
         let what = path.trim_start_matches("/api/");
         let full = path_with_query(path, query);
-        let fresh = self.session.is_none();
         self.ensure_session()?;
         match self.exchange_retrying(&full, what) {
             Outcome::Ok(v) => Ok(v),
-            Outcome::Err(_, Class::Auth) if !fresh => {
+            Outcome::Bare(_) | Outcome::Err(_, Class::Auth) => {
                 self.connect()?;
                 match self.exchange_retrying(&full, what) {
                     Outcome::Ok(v) => Ok(v),
-                    Outcome::Err(e, _) => Err(e),
+                    Outcome::Bare(e) | Outcome::Err(e, _) => Err(e),
                 }
             }
             Outcome::Err(e, _) => Err(e),
@@ -363,20 +407,19 @@ impl<T: Transport> Client<T> {
     }
 
     /// A request that must not be repeated blindly (a balance operation): one attempt, the
-    /// caller decides what a failure means. A stale session is still renewed first.
+    /// caller decides what a failure means. Refused for want of a session, it was not carried
+    /// out: then the session is renewed and the request made once more.
     pub fn call_once(&mut self, path: &str, query: &[(&str, String)]) -> Result<Value, Mt5Error> {
         let what = path.trim_start_matches("/api/");
         let full = path_with_query(path, query);
-        let fresh = self.session.is_none();
         self.ensure_session()?;
         match self.exchange(&full, what) {
             Outcome::Ok(v) => Ok(v),
-            // Refused before anything happened: the session was not known.
-            Outcome::Err(_, Class::Auth) if !fresh => {
+            Outcome::Bare(_) | Outcome::Err(_, Class::Auth) => {
                 self.connect()?;
                 match self.exchange(&full, what) {
                     Outcome::Ok(v) => Ok(v),
-                    Outcome::Err(e, _) => Err(e),
+                    Outcome::Bare(e) | Outcome::Err(e, _) => Err(e),
                 }
             }
             Outcome::Err(e, _) => Err(e),
@@ -557,12 +600,22 @@ mod tests {
         assert!(s.slept.is_empty());
     }
 
+    fn bare(status: u16) -> Result<HttpReply, TransportError> {
+        Ok(HttpReply {
+            status,
+            set_cookies: Vec::new(),
+            body: Vec::new(),
+        })
+    }
+
+    const GOOD: &str = "1732021b1b332f51660b2b315eed3a35";
+
     #[test]
     fn a_lost_session_is_renewed_once() {
-        let mut replies = handshake_replies("1732021b1b332f51660b2b315eed3a35");
+        let mut replies = handshake_replies(GOOD);
         replies.push(reply(200, json!({"retcode": "0 Done", "answer": []})));
-        replies.push(reply(403, json!({"retcode": "8 Not enough permissions"})));
-        replies.extend(handshake_replies("1732021b1b332f51660b2b315eed3a35"));
+        replies.push(bare(403));
+        replies.extend(handshake_replies(GOOD));
         replies.push(reply(200, json!({"retcode": "0 Done", "answer": ["1"]})));
         let mut s = script(replies);
         let mut c = Client::new(settings(), &mut s);
@@ -571,5 +624,70 @@ mod tests {
         assert_eq!(v["answer"][0], "1");
         drop(c);
         assert_eq!(s.seen.len(), 7);
+    }
+
+    #[test]
+    fn a_fresh_session_refused_without_a_reason_is_made_again_once() {
+        // The command after a fresh handshake left on another connection: 403, no retcode.
+        let mut replies = handshake_replies(GOOD);
+        replies.push(bare(403));
+        replies.extend(handshake_replies(GOOD));
+        replies.push(reply(200, json!({"retcode": "0 Done"})));
+        let mut s = script(replies);
+        let mut c = Client::new(settings(), &mut s);
+        c.call("/api/test/access", &[]).unwrap();
+        drop(c);
+        assert_eq!(s.seen.len(), 6);
+    }
+
+    #[test]
+    fn a_handshake_refused_without_a_reason_is_tried_again_before_the_password_is_blamed() {
+        let start = || {
+            reply(
+                200,
+                json!({"retcode": "0 Done", "srv_rand": "73007dc7184747ce0f7c98516ef1c851"}),
+            )
+        };
+        // Refused once, then accepted: no error.
+        let mut replies = vec![start(), bare(403)];
+        replies.extend(handshake_replies(GOOD));
+        let mut s = script(replies);
+        let mut c = Client::new(settings(), &mut s);
+        c.connect().unwrap();
+        drop(c);
+        assert_eq!(s.seen.len(), 4);
+        // A connection lost at auth/answer is no verdict on the password either.
+        let mut replies = vec![start(), Err(TransportError::Failed("closed".into()))];
+        replies.extend(handshake_replies(GOOD));
+        let mut s = script(replies);
+        let mut c = Client::new(settings(), &mut s);
+        c.connect().unwrap();
+        // Refused twice at auth/answer: the password.
+        let mut s = script(vec![start(), bare(403), start(), bare(403)]);
+        let mut c = Client::new(settings(), &mut s);
+        let e = c.connect().unwrap_err();
+        assert!(matches!(e, Mt5Error::Unauthorized(_)), "{e:?}");
+        assert!(
+            e.message().contains("refused manager 1000's password")
+                && e.message().contains("twice"),
+            "{e:?}"
+        );
+        assert!(c.session().is_none());
+    }
+
+    #[test]
+    fn a_refused_command_is_reported_without_authenticating_again() {
+        let mut replies = handshake_replies(GOOD);
+        replies.push(reply(200, json!({"retcode": "8 Not enough permissions"})));
+        let mut s = script(replies);
+        let mut c = Client::new(settings(), &mut s);
+        let e = c.call_once("/api/trade/balance", &[]).unwrap_err();
+        assert_eq!(
+            e,
+            Mt5Error::Rejected("trade/balance: MT5 retcode 8 Not enough permissions".into())
+        );
+        assert!(c.session().is_some(), "the session is kept");
+        drop(c);
+        assert_eq!(s.seen.len(), 3, "no second handshake, no repeat");
     }
 }

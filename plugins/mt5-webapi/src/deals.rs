@@ -17,7 +17,7 @@ pub const DEAL_BUY: i64 = 0;
 pub const DEAL_SELL: i64 = 1;
 pub const DEAL_BALANCE: i64 = 2;
 pub const DEAL_CREDIT: i64 = 3;
-/// EnEntryFlags: entering the market; the others (out, reversal, close by) leave it.
+/// EnEntryFlags: entering the market; out (1) and close-by (3) leave it, in/out (2) reverses.
 const ENTRY_IN: i64 = 0;
 
 /// MT5 keeps at most 31 characters of a deal comment (32 with the terminating zero).
@@ -47,12 +47,16 @@ pub fn find_pushed(deals: &[Value], login: i64, action: i64, comment: &str) -> O
         .map(|t| t.to_string())
 }
 
+/// One leg of a position: from the deals that opened it to those that closed it. A netting
+/// position reversed by one deal (entry `in/out`) is two legs: the one the deal closed, and the
+/// opposite one it opened with the rest of its volume.
 #[derive(Default)]
-struct Acc {
+struct Leg {
     login: i64,
     symbol: String,
     entry_side: Option<Side>,
     exit_side: Option<Side>,
+    /// Volumes in 1/100,000,000 lot (MT5's `VolumeExt` unit).
     entry_volume: i128,
     exit_volume: i128,
     entry_price_volume: Option<Dec>,
@@ -65,7 +69,39 @@ struct Acc {
     first_time: Option<i64>,
     entry_time: Option<i64>,
     close_time: Option<i64>,
+    /// The reversal deal that closed this leg.
+    reversed_by: Option<i64>,
 }
+
+impl Leg {
+    fn enter(&mut self, side: Side, volume: i128, price: &Dec, time: i64) {
+        self.entry_side = Some(side);
+        self.entry_volume += volume;
+        self.entry_price_volume = sum(self.entry_price_volume, price.mul_int(volume));
+        self.entry_time = Some(self.entry_time.map_or(time, |t| t.min(time)));
+        self.first_time = Some(self.first_time.map_or(time, |t| t.min(time)));
+    }
+
+    fn exit(&mut self, side: Side, volume: i128, price: &Dec, time: i64) {
+        self.exit_side = Some(side);
+        self.exit_volume += volume;
+        self.exit_price_volume = sum(self.exit_price_volume, price.mul_int(volume));
+        self.close_time = Some(self.close_time.map_or(time, |t| t.max(time)));
+        self.first_time = Some(self.first_time.map_or(time, |t| t.min(time)));
+    }
+
+    fn charge(&mut self, d: &Value) -> Result<(), String> {
+        self.profit = sum(self.profit, dec(d, "Profit")?);
+        self.commission = sum(self.commission, dec(d, "Commission")?);
+        self.swap = sum(self.swap, dec(d, "Storage")?);
+        Ok(())
+    }
+}
+
+/// EnEntryFlags.
+const ENTRY_INOUT: i64 = 2;
+/// Units of `VolumeExt` in one unit of `Volume`.
+const EXT_PER_VOLUME: i128 = 10_000;
 
 fn side_of(action: i64) -> Option<Side> {
     match action {
@@ -79,114 +115,171 @@ fn sum(a: Option<Dec>, b: Dec) -> Option<Dec> {
     Some(a.map_or(b, |a| a.add(&b)))
 }
 
-/// Volume in MT5's 1/10000-lot units, whatever precision the deal was sent with.
-fn volume_units(d: &Value) -> i128 {
-    match int(d, "VolumeExt") {
-        Some(ext) if ext != 0 => i128::from(ext) / 10_000,
-        _ => i128::from(int(d, "Volume").unwrap_or(0)),
+/// A volume field in 1/100,000,000 lot: `<field>Ext` when the server sends it (builds since
+/// 2019 do), otherwise `<field>` (1/10,000 lot) scaled up.
+fn volume_ext(d: &Value, field: &str) -> i128 {
+    match int(d, &format!("{field}Ext")) {
+        Some(ext) if ext != 0 => i128::from(ext),
+        _ => i128::from(int(d, field).unwrap_or(0)) * EXT_PER_VOLUME,
     }
 }
 
-/// Positions closed at or after `since` (unix seconds), rebuilt from trade deals grouped by
-/// `PositionID`: open and close prices are the volume-weighted prices of the entry and exit
-/// deals, profit, commission and swap the sums over every deal of the position in `deals`.
+/// Positions closed at or after `since` (unix seconds, UTC), rebuilt from trade deals grouped
+/// by `PositionID` and taken in deal order: open and close prices are the volume-weighted prices
+/// of the entry and exit deals, profit, commission and swap the sums over the deals of the leg.
+/// Deal times are the trade server's local time: `server_offset` (seconds east of UTC) is taken
+/// off them. Volumes keep `VolumeExt` precision (1/100,000,000 lot).
 ///
-/// A position counts as closed when its exit deals cover the volume its entry deals opened.
-/// When the entry deals are older than the deals given (outside the window read), the position
-/// is reported closed unless its id is in `still_open`, with the exit deal's `PricePosition`
-/// as open price and its first known deal's time as open time.
+/// A netting reversal (a deal with entry `in/out`) closes the position with the part of its
+/// volume given by `VolumeClosed` (or the volume still open) and opens the opposite position
+/// with the rest, at the deal's price: the closed leg is reported as its own closed position,
+/// with id `<PositionID>-<reversal deal>` and the reversal's profit, commission and swap; the
+/// new leg keeps the position's id.
+///
+/// A leg counts as closed when its exit deals cover the volume its entry deals opened. When the
+/// entry deals are older than the deals given (outside the window read), the position is
+/// reported closed unless its id is in `still_open`, with the exit deal's `PricePosition` as
+/// open price and its first known deal's time as open time.
 pub fn closed_positions(
     deals: &[Value],
     since: i64,
     still_open: &HashSet<i64>,
+    server_offset: i64,
 ) -> Result<Vec<Position>, String> {
-    let mut by_position: BTreeMap<i64, Acc> = BTreeMap::new();
+    let mut by_position: BTreeMap<i64, Vec<&Value>> = BTreeMap::new();
     for d in deals {
-        let action = int(d, "Action").unwrap_or(-1);
-        let Some(side) = side_of(action) else {
+        if side_of(int(d, "Action").unwrap_or(-1)).is_none() {
             continue;
-        };
+        }
         let Some(pid) = int(d, "PositionID").filter(|p| *p != 0) else {
             continue;
         };
-        let deal = int(d, "Deal").unwrap_or_default();
-        let time = int(d, "Time").ok_or_else(|| format!("deal {deal}: no Time"))?;
-        let volume = volume_units(d);
-        let price = dec(d, "Price")?;
-        let a = by_position.entry(pid).or_default();
-        a.login = int(d, "Login").unwrap_or_default();
-        if a.symbol.is_empty() {
-            a.symbol = text(d, "Symbol").unwrap_or_default();
+        by_position.entry(pid).or_default().push(d);
+    }
+    let mut out = Vec::new();
+    for (pid, mut list) in by_position {
+        list.sort_by_key(|d| (int(d, "Time").unwrap_or(0), int(d, "Deal").unwrap_or(0)));
+        let mut done: Vec<Leg> = Vec::new();
+        let mut leg = Leg::default();
+        for d in list {
+            let deal = int(d, "Deal").unwrap_or_default();
+            let side = side_of(int(d, "Action").unwrap_or(-1))
+                .ok_or_else(|| format!("deal {deal}: not a trade"))?;
+            let time = int(d, "Time").ok_or_else(|| format!("deal {deal}: no Time"))? - server_offset;
+            let volume = volume_ext(d, "Volume");
+            let price = dec(d, "Price")?;
+            leg.login = int(d, "Login").unwrap_or_default();
+            if leg.symbol.is_empty() {
+                leg.symbol = text(d, "Symbol").unwrap_or_default();
+            }
+            leg.price_scale = leg.price_scale.max(price.scale());
+            match int(d, "Entry") {
+                Some(ENTRY_IN) => {
+                    leg.charge(d)?;
+                    leg.enter(side, volume, &price, time);
+                }
+                Some(ENTRY_INOUT) => {
+                    let open = leg.entry_volume - leg.exit_volume;
+                    let closed = match volume_ext(d, "VolumeClosed") {
+                        v if v > 0 => v.min(volume),
+                        _ if leg.entry_volume > 0 && open > 0 => open.min(volume),
+                        _ => volume,
+                    };
+                    leg.charge(d)?;
+                    leg.exit(side, closed, &price, time);
+                    if leg.position_price.is_none() && !d["PricePosition"].is_null() {
+                        leg.position_price = Some(dec(d, "PricePosition")?);
+                    }
+                    leg.reversed_by = Some(deal);
+                    let rest = volume - closed;
+                    let next = Leg {
+                        login: leg.login,
+                        symbol: leg.symbol.clone(),
+                        price_scale: price.scale(),
+                        ..Leg::default()
+                    };
+                    done.push(std::mem::replace(&mut leg, next));
+                    if rest > 0 {
+                        leg.enter(side, rest, &price, time);
+                    }
+                }
+                _ => {
+                    leg.charge(d)?;
+                    leg.exit(side, volume, &price, time);
+                    if leg.position_price.is_none() && !d["PricePosition"].is_null() {
+                        leg.position_price = Some(dec(d, "PricePosition")?);
+                    }
+                }
+            }
         }
-        a.price_scale = a.price_scale.max(price.scale());
-        a.profit = sum(a.profit, dec(d, "Profit")?);
-        a.commission = sum(a.commission, dec(d, "Commission")?);
-        a.swap = sum(a.swap, dec(d, "Storage")?);
-        a.first_time = Some(a.first_time.map_or(time, |t| t.min(time)));
-        if int(d, "Entry") == Some(ENTRY_IN) {
-            a.entry_side = Some(side);
-            a.entry_volume += volume;
-            a.entry_price_volume = sum(a.entry_price_volume, price.mul_int(volume));
-            a.entry_time = Some(a.entry_time.map_or(time, |t| t.min(time)));
-        } else {
-            a.exit_side = Some(side);
-            a.exit_volume += volume;
-            a.exit_price_volume = sum(a.exit_price_volume, price.mul_int(volume));
-            a.close_time = Some(a.close_time.map_or(time, |t| t.max(time)));
-            if a.position_price.is_none() && !d["PricePosition"].is_null() {
-                a.position_price = Some(dec(d, "PricePosition")?);
+        done.push(leg);
+        for leg in done {
+            if let Some(p) = closed_leg(pid, leg, since, still_open)? {
+                out.push(p);
             }
         }
     }
-    let mut out = Vec::new();
-    for (pid, a) in by_position {
-        let Some(closed_at) = a.close_time.filter(|t| *t >= since) else {
-            continue;
-        };
-        let fully_closed = if a.entry_volume > 0 {
-            a.exit_volume >= a.entry_volume
-        } else {
-            !still_open.contains(&pid)
-        };
-        if !fully_closed {
-            continue;
-        }
-        let side = match (a.entry_side, a.exit_side) {
-            (Some(s), _) => s,
-            (None, Some(Side::Buy)) => Side::Sell,
-            (None, _) => Side::Buy,
-        };
-        let open_price = match a.entry_price_volume {
-            Some(pv) if a.entry_volume > 0 => pv.div_int(a.entry_volume, a.price_scale),
-            _ => a.position_price,
-        }
-        .ok_or_else(|| format!("position {pid}: no open price in its deals"))?;
-        let close_price = a
-            .exit_price_volume
-            .and_then(|pv| pv.div_int(a.exit_volume, a.price_scale))
-            .ok_or_else(|| format!("position {pid}: no close price in its deals"))?;
-        let volume = if a.entry_volume > 0 {
-            a.entry_volume
-        } else {
-            a.exit_volume
-        };
-        let opened_at = a.entry_time.or(a.first_time).unwrap_or(closed_at);
-        out.push(Position {
-            id: pid.to_string(),
-            login: a.login.to_string(),
-            symbol: a.symbol,
-            side,
-            volume: Dec::new(volume, 4).trimmed(2).to_string(),
-            open_price: open_price.to_string(),
-            close_price: Some(close_price.to_string()),
-            profit: a.profit.unwrap_or_else(Dec::zero).to_string(),
-            commission: a.commission.unwrap_or_else(Dec::zero).to_string(),
-            swap: a.swap.unwrap_or_else(Dec::zero).to_string(),
-            opened_at: rfc3339(opened_at),
-            closed_at: Some(rfc3339(closed_at)),
-        });
-    }
     Ok(out)
+}
+
+/// The closed position a leg makes, if it is closed at or after `since`.
+fn closed_leg(
+    pid: i64,
+    a: Leg,
+    since: i64,
+    still_open: &HashSet<i64>,
+) -> Result<Option<Position>, String> {
+    let Some(closed_at) = a.close_time.filter(|t| *t >= since) else {
+        return Ok(None);
+    };
+    let fully_closed = if a.reversed_by.is_some() {
+        true
+    } else if a.entry_volume > 0 {
+        a.exit_volume >= a.entry_volume
+    } else {
+        !still_open.contains(&pid)
+    };
+    if !fully_closed {
+        return Ok(None);
+    }
+    let side = match (a.entry_side, a.exit_side) {
+        (Some(s), _) => s,
+        (None, Some(Side::Buy)) => Side::Sell,
+        (None, _) => Side::Buy,
+    };
+    let open_price = match a.entry_price_volume {
+        Some(pv) if a.entry_volume > 0 => pv.div_int(a.entry_volume, a.price_scale),
+        _ => a.position_price,
+    }
+    .ok_or_else(|| format!("position {pid}: no open price in its deals"))?;
+    let close_price = a
+        .exit_price_volume
+        .and_then(|pv| pv.div_int(a.exit_volume, a.price_scale))
+        .ok_or_else(|| format!("position {pid}: no close price in its deals"))?;
+    let volume = if a.entry_volume > 0 && a.reversed_by.is_none() {
+        a.entry_volume
+    } else {
+        a.exit_volume
+    };
+    let opened_at = a.entry_time.or(a.first_time).unwrap_or(closed_at);
+    let id = match a.reversed_by {
+        Some(deal) => format!("{pid}-{deal}"),
+        None => pid.to_string(),
+    };
+    Ok(Some(Position {
+        id,
+        login: a.login.to_string(),
+        symbol: a.symbol,
+        side,
+        volume: Dec::new(volume, 8).trimmed(2).to_string(),
+        open_price: open_price.to_string(),
+        close_price: Some(close_price.to_string()),
+        profit: a.profit.unwrap_or_else(Dec::zero).to_string(),
+        commission: a.commission.unwrap_or_else(Dec::zero).to_string(),
+        swap: a.swap.unwrap_or_else(Dec::zero).to_string(),
+        opened_at: rfc3339(opened_at),
+        closed_at: Some(rfc3339(closed_at)),
+    }))
 }
 
 #[cfg(test)]
@@ -228,7 +321,7 @@ mod tests {
             // A balance operation is no position.
             json!({"Deal": "4", "Login": "1001", "Action": "2", "Time": "3000", "Profit": "100", "Comment": "x"}),
         ];
-        let out = closed_positions(&deals, 0, &HashSet::new()).unwrap();
+        let out = closed_positions(&deals, 0, &HashSet::new(), 0).unwrap();
         assert_eq!(out.len(), 1);
         let p = &out[0];
         assert_eq!(p.id, "50");
@@ -260,7 +353,7 @@ mod tests {
             ),
         ];
         assert!(
-            closed_positions(&deals, 0, &HashSet::new())
+            closed_positions(&deals, 0, &HashSet::new(), 0)
                 .unwrap()
                 .is_empty(),
             "half closed"
@@ -269,7 +362,7 @@ mod tests {
         all.push(deal(
             3, 60, DEAL_BUY, 1, 3_000, 10_000, "1.18000", "200", "-0.5", "-2",
         ));
-        let out = closed_positions(&all, 0, &HashSet::new()).unwrap();
+        let out = closed_positions(&all, 0, &HashSet::new(), 0).unwrap();
         assert_eq!(out.len(), 1);
         assert!(matches!(out[0].side, Side::Sell));
         assert_eq!(out[0].close_price.as_deref(), Some("1.18500"));
@@ -277,7 +370,7 @@ mod tests {
         assert_eq!(out[0].volume, "2.00");
         // Closed before `since`: not reported.
         assert!(
-            closed_positions(&all, 3_001, &HashSet::new())
+            closed_positions(&all, 3_001, &HashSet::new(), 0)
                 .unwrap()
                 .is_empty()
         );
@@ -289,14 +382,78 @@ mod tests {
             9, 70, DEAL_SELL, 1, 9_000, 5_000, "1.30000", "15", "-1", "-0.1",
         );
         exit["PricePosition"] = json!("1.29000");
-        let out = closed_positions(std::slice::from_ref(&exit), 0, &HashSet::new()).unwrap();
+        let out = closed_positions(std::slice::from_ref(&exit), 0, &HashSet::new(), 0).unwrap();
         assert_eq!(out.len(), 1);
         assert!(matches!(out[0].side, Side::Buy));
         assert_eq!(out[0].open_price, "1.29000");
         assert_eq!(out[0].opened_at, rfc3339(9_000));
         // The platform still holds it open (a partial close of an older position).
         let open: HashSet<i64> = [70].into_iter().collect();
-        assert!(closed_positions(&[exit], 0, &open).unwrap().is_empty());
+        assert!(closed_positions(&[exit], 0, &open, 0).unwrap().is_empty());
+    }
+
+    #[test]
+    fn volume_ext_keeps_eight_decimals() {
+        let mut entry = deal(1, 80, DEAL_BUY, 0, 1_000, 1, "1.10000", "0", "0", "0");
+        entry["VolumeExt"] = json!("12345678");
+        let mut exit = deal(2, 80, DEAL_SELL, 1, 2_000, 1, "1.10100", "0.01", "0", "0");
+        exit["VolumeExt"] = json!("12345678");
+        let out = closed_positions(&[entry, exit], 0, &HashSet::new(), 0).unwrap();
+        assert_eq!(out[0].volume, "0.12345678");
+    }
+
+    #[test]
+    fn a_netting_reversal_closes_one_position_and_opens_the_opposite() {
+        // Buy 1 lot; a sell of 3 lots reverses it (1 closes, 2 open short); buy 2 closes it.
+        let mut rev = deal(
+            2, 90, DEAL_SELL, 2, 2_000, 30_000, "1.10500", "50.00", "-3", "-1",
+        );
+        rev["VolumeClosed"] = json!("10000");
+        let deals = vec![
+            deal(1, 90, DEAL_BUY, 0, 1_000, 10_000, "1.10000", "0", "-1", "0"),
+            rev,
+            deal(3, 90, DEAL_BUY, 1, 3_000, 20_000, "1.10300", "40.00", "-2", "0"),
+        ];
+        let out = closed_positions(&deals, 0, &HashSet::new(), 0).unwrap();
+        assert_eq!(out.len(), 2, "{out:?}");
+        let first = &out[0];
+        assert_eq!(first.id, "90-2");
+        assert!(matches!(first.side, Side::Buy));
+        assert_eq!(
+            (first.volume.as_str(), first.open_price.as_str(), first.close_price.as_deref()),
+            ("1.00", "1.10000", Some("1.10500"))
+        );
+        assert_eq!((first.profit.as_str(), first.commission.as_str()), ("50.00", "-4"));
+        let second = &out[1];
+        assert_eq!(second.id, "90");
+        assert!(matches!(second.side, Side::Sell));
+        assert_eq!(
+            (second.volume.as_str(), second.open_price.as_str(), second.close_price.as_deref()),
+            ("2.00", "1.10500", Some("1.10300"))
+        );
+        assert_eq!(second.opened_at, rfc3339(2_000));
+        assert_eq!(second.profit, "40.00");
+        // Reversed, not yet closed: only the first leg.
+        let out = closed_positions(&deals[..2], 0, &HashSet::new(), 0).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].id, "90-2");
+    }
+
+    #[test]
+    fn deal_times_are_the_servers_local_time() {
+        let deals = vec![
+            deal(1, 95, DEAL_BUY, 0, 10_000, 10_000, "1", "0", "0", "0"),
+            deal(2, 95, DEAL_SELL, 1, 17_200, 10_000, "1", "0", "0", "0"),
+        ];
+        // A server at UTC+2: 17,200 local is 10,000 UTC.
+        let out = closed_positions(&deals, 10_000, &HashSet::new(), 7_200).unwrap();
+        assert_eq!(out[0].closed_at.as_deref(), Some(rfc3339(10_000).as_str()));
+        assert_eq!(out[0].opened_at, rfc3339(2_800));
+        assert!(
+            closed_positions(&deals, 10_001, &HashSet::new(), 7_200)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -96,6 +96,8 @@ pub fn settings(src: &impl Source) -> Result<Settings, Mt5Error> {
 pub struct Mt5<T: Transport> {
     fingerprint: String,
     pub client: Client<T>,
+    /// Seconds the trade server's clock is ahead of UTC, once known.
+    server_offset: Option<i64>,
     logins: Option<(String, Vec<u64>)>,
     groups_of: HashMap<u64, String>,
     currency_of: HashMap<String, String>,
@@ -144,6 +146,7 @@ impl<T: Transport> Mt5<T> {
         Mt5 {
             fingerprint: settings.fingerprint(),
             client: Client::new(settings, transport),
+            server_offset: None,
             logins: None,
             groups_of: HashMap::new(),
             currency_of: HashMap::new(),
@@ -227,8 +230,68 @@ impl<T: Transport> Mt5<T> {
         self.currency(&group, src)
     }
 
-    /// Every deal of `login` between two times, page by page (`deal/get_page`, 100 a page).
-    fn deals(&mut self, login: u64, from: i64, to: i64) -> Result<Vec<Value>, Mt5Error> {
+    /// Seconds the trade server's local time is ahead of UTC: MT5 stamps deals and positions in
+    /// the server's time zone. The `server_time_offset_minutes` setting when given, otherwise
+    /// the server's time configuration (`time/get`: `TimeZone` in minutes east of GMT, plus an
+    /// hour while `DaylightState` is on); a manager without the right to read it gets UTC and a
+    /// warning in the log naming the setting.
+    pub fn server_offset(&mut self, src: &impl Source) -> Result<i64, Mt5Error> {
+        if let Some(o) = self.server_offset {
+            return Ok(o);
+        }
+        const MAX_MINUTES: i64 = 14 * 60;
+        let minutes = match src.setting("server_time_offset_minutes") {
+            Some(v) => v
+                .trim()
+                .parse::<i64>()
+                .ok()
+                .filter(|m| m.abs() <= MAX_MINUTES)
+                .ok_or_else(|| {
+                    Mt5Error::Rejected(format!(
+                        "setting server_time_offset_minutes: {v} is not a number of minutes between -840 and 840"
+                    ))
+                })?,
+            None => match self.client.call("/api/time/get", &[]) {
+                Ok(v) => {
+                    let a = answer(&v);
+                    let zone = wire::int(a, "TimeZone")
+                        .filter(|m| m.abs() <= MAX_MINUTES)
+                        .ok_or_else(|| {
+                            Mt5Error::Rejected(format!(
+                                "time/get: TimeZone {} is not minutes east of GMT; set server_time_offset_minutes",
+                                a["TimeZone"]
+                            ))
+                        })?;
+                    let daylight = wire::int(a, "DaylightState").unwrap_or(0) != 0;
+                    zone + if daylight { 60 } else { 0 }
+                }
+                Err(Mt5Error::Rejected(m) | Mt5Error::NotFound(m)) => {
+                    self.client.log(
+                        Level::Warn,
+                        &format!(
+                            "{m}: the server's time zone is unknown, times are read as UTC; set server_time_offset_minutes"
+                        ),
+                    );
+                    0
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        self.server_offset = Some(minutes * 60);
+        Ok(minutes * 60)
+    }
+
+    /// Every deal of `login` between two UTC times, page by page (`deal/get_page`, 100 a
+    /// page); the window is asked in the server's time.
+    fn deals(
+        &mut self,
+        src: &impl Source,
+        login: u64,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<Value>, Mt5Error> {
+        let shift = self.server_offset(src)?;
+        let (from, to) = (from + shift, to + shift);
         let mut out = Vec::new();
         let mut offset = 0usize;
         loop {
@@ -315,6 +378,7 @@ impl<T: Transport> Mt5<T> {
             self.users(&unknown)?;
         }
         let mut out = Vec::with_capacity(logins.len());
+        let mut answered = HashSet::new();
         for chunk in logins.chunks(LOGINS_PER_REQUEST) {
             let v = self
                 .client
@@ -323,6 +387,21 @@ impl<T: Transport> Mt5<T> {
                 let login = wire::int(a, "Login").unwrap_or_default() as u64;
                 let currency = self.currency_of_login(login, src)?;
                 out.push(wire::balance(a, &currency).map_err(Mt5Error::Rejected)?);
+                answered.insert(login);
+            }
+        }
+        // `user/account/get_batch` answers only accounts traded since the server started; the
+        // others' balance and credit are on their user records.
+        let idle: Vec<u64> = logins
+            .iter()
+            .filter(|l| !answered.contains(l))
+            .copied()
+            .collect();
+        if !idle.is_empty() {
+            for u in self.users(&idle)? {
+                let login = wire::int(&u, "Login").unwrap_or_default() as u64;
+                let currency = self.currency_of_login(login, src)?;
+                out.push(wire::idle_balance(&u, &currency).map_err(Mt5Error::Rejected)?);
             }
         }
         Ok(out)
@@ -347,12 +426,13 @@ impl<T: Transport> Mt5<T> {
                 next_cursor: None,
             });
         };
+        let shift = self.server_offset(src)?;
         let v = self
             .client
             .call("/api/position/get_batch", &[("login", joined(these))])?;
         let positions = list(&v, "position/get_batch")?
             .iter()
-            .map(wire::open_position)
+            .map(|p| wire::open_position(p, shift))
             .collect::<Result<Vec<Position>, String>>()
             .map_err(Mt5Error::Rejected)?;
         Ok(PositionPage {
@@ -375,8 +455,8 @@ impl<T: Transport> Mt5<T> {
         let lookback: i64 = src.number("entry_lookback_days", 30i64)?.clamp(0, 3_650);
         let mut index = page_number(cursor)?;
         let from = since.saturating_sub(lookback * 86_400);
-        // Deals stamped up to a day ahead (server time zones) are still read.
-        let to = time::now() + 86_400;
+        // An hour ahead: clocks disagree (the window is asked in the server's time).
+        let to = time::now() + 3_600;
         // A page ends after 500 positions or once the time budget is spent (always after one
         // login at least), so a call stays well within the engine's deadline.
         let budget = std::time::Duration::from_millis(
@@ -390,20 +470,24 @@ impl<T: Transport> Mt5<T> {
             && (index == first || started.elapsed() < budget)
         {
             let login = logins[index];
-            let deals = self.deals(login, from, to)?;
-            let mut closed = deals::closed_positions(&deals, since, &HashSet::new())
+            let deals = self.deals(src, login, from, to)?;
+            let shift = self.server_offset(src)?;
+            let mut closed = deals::closed_positions(&deals, since, &HashSet::new(), shift)
                 .map_err(Mt5Error::Rejected)?;
             // Exits of positions whose entry is older than the window may be partial closes:
             // keep only those the platform no longer holds open.
             let entries: HashSet<i64> = deals
                 .iter()
-                .filter(|d| wire::int(d, "Entry") == Some(0))
+                .filter(|d| matches!(wire::int(d, "Entry"), Some(0 | 2)))
                 .filter_map(|d| wire::int(d, "PositionID"))
                 .collect();
-            if closed
-                .iter()
-                .any(|p| !entries.contains(&p.id.parse::<i64>().unwrap_or_default()))
-            {
+            let position_of = |id: &str| -> i64 {
+                id.split('-')
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or_default()
+            };
+            if closed.iter().any(|p| !entries.contains(&position_of(&p.id))) {
                 let v = self
                     .client
                     .call("/api/position/get_batch", &[("login", login.to_string())])?;
@@ -411,8 +495,8 @@ impl<T: Transport> Mt5<T> {
                     .iter()
                     .filter_map(|p| wire::int(p, "Position"))
                     .collect();
-                closed =
-                    deals::closed_positions(&deals, since, &open).map_err(Mt5Error::Rejected)?;
+                closed = deals::closed_positions(&deals, since, &open, shift)
+                    .map_err(Mt5Error::Rejected)?;
             }
             positions.extend(closed);
             index += 1;
@@ -461,7 +545,7 @@ impl<T: Transport> Mt5<T> {
         let mut attempt = 0;
         loop {
             let now = time::now();
-            let earlier = self.deals(login, now - lookback * 86_400, now + 86_400)?;
+            let earlier = self.deals(src, login, now - lookback * 86_400, now + 86_400)?;
             if let Some(ticket) = deals::find_pushed(&earlier, login as i64, action, &comment) {
                 self.client.log(
                     Level::Info,

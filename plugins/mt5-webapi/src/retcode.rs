@@ -45,8 +45,9 @@ impl Retcode {
             // MT_RET_ERR_NETWORK, _TIMEOUT, _CONNECTION, _NOSERVICE, _FREQUENT, _SHUTDOWN,
             // MT_RET_AUTH_SERVER_BUSY, MT_RET_REQUEST_TIMEOUT, MT_RET_REQUEST_CONNECTION.
             7 | 9 | 10 | 11 | 12 | 15 | 1018 | 10012 | 10031 => Class::Transient,
-            // MT_RET_ERR_PERMISSIONS: also what a session the server no longer knows gets.
-            8 => Class::Auth,
+            // MT_RET_ERR_PERMISSIONS is a refusal of the command (`trade/balance` by a manager
+            // without the right, say), not a lost session: a session the server no longer knows
+            // gets HTTP 403 without a retcode. Authenticating again would not change the answer.
             // The authentication group (1000-1999).
             1000..=1999 => Class::Auth,
             13 => Class::NotFound,
@@ -82,7 +83,7 @@ mod tests {
     fn classes() {
         for (code, class) in [
             (3, Class::Rejected),
-            (8, Class::Auth),
+            (8, Class::Rejected),
             (9, Class::Transient),
             (12, Class::Transient),
             (1001, Class::Auth),

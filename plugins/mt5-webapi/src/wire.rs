@@ -103,6 +103,25 @@ pub fn account(user: &Value, currency: &str) -> Result<Account, String> {
     })
 }
 
+/// The state of an account without trade activity since the server started, which
+/// `user/account/get_batch` leaves out: balance and credit from its user record
+/// (`user/get_batch`), equity their sum, no margin in use.
+pub fn idle_balance(user: &Value, currency: &str) -> Result<Balance, String> {
+    let login = int(user, "Login").ok_or("a user without Login")?;
+    let balance = dec(user, "Balance")?;
+    let credit = dec(user, "Credit")?;
+    let equity = balance.add(&credit);
+    Ok(Balance {
+        login: login.to_string(),
+        currency: currency.to_string(),
+        balance: balance.to_string(),
+        credit: credit.to_string(),
+        equity: equity.to_string(),
+        margin: "0.00".into(),
+        free_margin: equity.to_string(),
+    })
+}
+
 /// A trade account state (`/api/user/account/get_batch`).
 pub fn balance(acc: &Value, currency: &str) -> Result<Balance, String> {
     let login = int(acc, "Login").ok_or("an account state without Login")?;
@@ -131,8 +150,9 @@ pub fn lots(v: &Value) -> Result<Dec, String> {
 }
 
 /// An open position (`/api/position/get_batch`). MT5 keeps commission on deals, not positions:
-/// an open position's commission is reported as zero and becomes known when it closes.
-pub fn open_position(p: &Value) -> Result<Position, String> {
+/// an open position's commission is reported as zero and becomes known when it closes. Its
+/// times are the trade server's local time, `server_offset` seconds east of UTC.
+pub fn open_position(p: &Value, server_offset: i64) -> Result<Position, String> {
     let id = int(p, "Position").ok_or("a position without Position")?;
     let login = int(p, "Login").ok_or("a position without Login")?;
     let side = match int(p, "Action") {
@@ -154,7 +174,7 @@ pub fn open_position(p: &Value) -> Result<Position, String> {
         profit: dec(p, "Profit")?.to_string(),
         commission: "0".into(),
         swap: dec(p, "Storage")?.to_string(),
-        opened_at: rfc3339(opened),
+        opened_at: rfc3339(opened - server_offset),
         closed_at: None,
     })
 }
@@ -234,17 +254,18 @@ mod tests {
         let p = json!({"Position": "618", "Login": "1001", "Symbol": "EURUSD", "Action": "1",
             "TimeCreate": "1546345925", "PriceOpen": "1.08500", "Volume": "15000",
             "Profit": "-12.50", "Storage": "-0.40"});
-        let pos = open_position(&p).unwrap();
+        let pos = open_position(&p, 0).unwrap();
         assert_eq!(pos.id, "618");
         assert!(matches!(pos.side, Side::Sell));
         assert_eq!(pos.volume, "1.50");
         assert_eq!(pos.swap, "-0.40");
         assert_eq!(pos.opened_at, "2019-01-01T12:32:05.000Z");
         let ext = json!({"Position": 1, "Login": 1, "Action": 0, "TimeCreate": 0, "Volume": 10000, "VolumeExt": 1_234_000});
-        assert_eq!(open_position(&ext).unwrap().volume, "0.01234");
+        assert_eq!(open_position(&ext, 0).unwrap().volume, "0.01234");
         assert!(
             open_position(
-                &json!({"Position": 1, "Login": 1, "Action": 7, "TimeCreate": 0, "Volume": 1})
+                &json!({"Position": 1, "Login": 1, "Action": 7, "TimeCreate": 0, "Volume": 1}),
+                0
             )
             .is_err()
         );

@@ -7,4 +7,5 @@ pub mod files;
 pub mod ledger;
 pub mod outbound;
 pub mod records;
+pub mod session_http;
 pub mod transaction;

@@ -8,12 +8,18 @@
 //! private, link-local and reserved addresses are refused after DNS resolution, as for webhooks.
 //! No redirects are followed, no proxy from the environment is used, and the body read back is
 //! bounded.
+//!
+//! Feature plugins share the engine's pooled client (their requests carry no session). A
+//! platform connector's requests never do: each connector session (one tenant's integration
+//! configuration, one engine operation) has its own connections ([`super::session_http`]), as
+//! the MT5 Web API binds a manager session to its connection.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::super::bindings::http_client::{Error, Host, Request, Response};
-use super::super::host::HostState;
+use super::super::host::{ConnectorCall, HostState};
+use super::session_http::{SessionError, SessionHttp, TlsTrust};
 use crate::webhooks::url_safety;
 
 /// Largest response body handed to a plugin.
@@ -88,6 +94,11 @@ impl Host for HostState {
         // Never longer than what is left of the call's own deadline.
         let left_ms = self.time_left_ms();
         let timeout = Duration::from_millis(u64::from(r.timeout_ms.max(1)).min(left_ms.max(1)));
+        if let Some(connector) = self.call.connector.clone() {
+            return self
+                .send_in_session(&connector, services.http_allow_private, method, url, r, timeout)
+                .await;
+        }
         let mut req = services
             .http
             .request(method, url)
@@ -126,6 +137,44 @@ impl Host for HostState {
             headers,
             body,
         })
+    }
+}
+
+impl HostState {
+    /// A connector call's request, over the connector session's own connection (see
+    /// `session_http`): made at the session's first request with the TLS trust of the tenant's
+    /// configuration.
+    async fn send_in_session(
+        &mut self,
+        connector: &ConnectorCall,
+        allow_private: bool,
+        method: reqwest::Method,
+        url: url::Url,
+        r: Request,
+        timeout: Duration,
+    ) -> Result<Response, Error> {
+        if self.session_http.is_none() {
+            let trust = TlsTrust::from_settings(&connector.secrets).map_err(Error::Invalid)?;
+            self.session_http =
+                Some(SessionHttp::new(&trust, allow_private).map_err(Error::Invalid)?);
+        }
+        let Some(session) = self.session_http.as_mut() else {
+            return Err(Error::Failed("no session connection".into()));
+        };
+        match session
+            .send(method, &url, &r.headers, r.body, timeout, MAX_RESPONSE_BYTES)
+            .await
+        {
+            Ok(resp) => Ok(Response {
+                status: resp.status,
+                headers: resp.headers,
+                body: resp.body,
+            }),
+            Err(SessionError::Timeout) => Err(Error::Timeout),
+            Err(SessionError::Failed(e)) => Err(Error::Failed(e)),
+            Err(SessionError::Denied(e)) => Err(Error::Denied(e)),
+            Err(SessionError::Invalid(e)) => Err(Error::Invalid(e)),
+        }
     }
 }
 

@@ -1,0 +1,469 @@
+//! Outbound HTTP of one connector session: its own keep-alive connections, one per origin,
+//! that no other session, configuration or tenant ever uses.
+//!
+//! Trading platforms' manager APIs are stateful over the connection: the MT5 Web API binds an
+//! authenticated manager session to the TCP connection on which `auth/start` and `auth/answer`
+//! were made, and every later command must travel over that same keep-alive connection. A pooled
+//! client cannot promise that (a request may leave on any idle connection of the pool, or on a
+//! new one while the previous connection is still being handed back), and a pool shared by
+//! tenants lets one tenant's command run in another tenant's manager session. So a connector
+//! instance (one tenant, one integration configuration, one engine operation) gets a
+//! [`SessionHttp`]:
+//!
+//! - one HTTP/1.1 connection per origin (scheme, host, port), opened at the first request and
+//!   used for every later one, one request at a time (the guest is single-threaded);
+//! - when the server has closed it (idle timeout, restart), the next request opens a new one,
+//!   on which the platform answers as to a stranger: the connector authenticates again;
+//! - a request that fails or times out after it was sent closes the connection (its answer
+//!   may still arrive on it, and must not be read as the answer to the next request);
+//! - dropped with the instance, which closes its connections.
+//!
+//! TLS trust is per integration configuration: the platform's public CA roots by default, or
+//! exactly a CA certificate the tenant gives (`tls_ca_cert`, PEM), or the server certificate's
+//! SHA-256 fingerprint (`tls_cert_sha256`), for platforms with self-signed certificates. There
+//! is no switch that accepts any certificate.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+use crate::webhooks::url_safety;
+
+/// The secret of an integration configuration holding the CA certificate(s) to trust (PEM).
+pub const CA_SETTING: &str = "tls_ca_cert";
+/// The secret holding the SHA-256 fingerprint of the server's certificate (hex, colons allowed).
+pub const PIN_SETTING: &str = "tls_cert_sha256";
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which server certificates a session accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsTrust {
+    /// The machine's public CA roots.
+    PublicRoots,
+    /// Only certificates issued by these CAs (or these self-signed certificates).
+    Ca(Vec<CertificateDer<'static>>),
+    /// Only the certificate with this SHA-256 fingerprint of its DER encoding.
+    Pinned([u8; 32]),
+}
+
+impl TlsTrust {
+    /// The trust a configuration's secrets ask for; an unreadable setting names itself.
+    pub fn from_settings(secrets: &HashMap<String, String>) -> Result<TlsTrust, String> {
+        let given = |k: &str| secrets.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+        match (given(CA_SETTING), given(PIN_SETTING)) {
+            (Some(_), Some(_)) => Err(format!(
+                "give either {CA_SETTING} or {PIN_SETTING}, not both"
+            )),
+            (Some(pem), None) => {
+                let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("{CA_SETTING} is not PEM certificates: {e}"))?;
+                if certs.is_empty() {
+                    return Err(format!(
+                        "{CA_SETTING} holds no certificate (-----BEGIN CERTIFICATE-----)"
+                    ));
+                }
+                Ok(TlsTrust::Ca(certs))
+            }
+            (None, Some(pin)) => {
+                let hex_digits: String = pin.chars().filter(|c| *c != ':').collect();
+                let bytes = hex::decode(&hex_digits)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| {
+                        format!("{PIN_SETTING} must be 64 hex digits (a SHA-256), colons allowed")
+                    })?;
+                Ok(TlsTrust::Pinned(bytes))
+            }
+            (None, None) => Ok(TlsTrust::PublicRoots),
+        }
+    }
+
+    fn client_config(&self) -> Result<Arc<ClientConfig>, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let mut config = match self {
+            TlsTrust::PublicRoots => return Ok(public_roots()),
+            TlsTrust::Ca(certs) => {
+                let mut roots = RootCertStore::empty();
+                for c in certs {
+                    roots
+                        .add(c.clone())
+                        .map_err(|e| format!("{CA_SETTING}: {e}"))?;
+                }
+                builder.with_root_certificates(roots).with_no_client_auth()
+            }
+            TlsTrust::Pinned(sha256) => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Pinned {
+                    sha256: *sha256,
+                    algorithms: provider.signature_verification_algorithms,
+                }))
+                .with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Arc::new(config))
+    }
+}
+
+/// The public roots' configuration, loaded once.
+fn public_roots() -> Arc<ClientConfig> {
+    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let mut roots = RootCertStore::empty();
+            let found = rustls_native_certs::load_native_certs();
+            for e in &found.errors {
+                tracing::warn!(error = %e, "a system CA certificate could not be read");
+            }
+            let (added, ignored) = roots.add_parsable_certificates(found.certs);
+            tracing::debug!(added, ignored, "system CA roots for connector sessions");
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = match ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+            {
+                Ok(b) => b.with_root_certificates(roots).with_no_client_auth(),
+                // The ring provider supports the default versions; kept total anyway.
+                Err(_) => ClientConfig::builder()
+                    .with_root_certificates(RootCertStore::empty())
+                    .with_no_client_auth(),
+            };
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Arc::new(config)
+        })
+        .clone()
+}
+
+/// Accepts exactly the certificate with the pinned fingerprint, whatever its issuer, names or
+/// dates (a pin is the tenant's statement of which certificate the server has); the handshake's
+/// signatures are still verified, so only the holder of that certificate's key gets through.
+#[derive(Debug)]
+struct Pinned {
+    sha256: [u8; 32],
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let got: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+        if subtle::ConstantTimeEq::ct_eq(&got[..], &self.sha256[..]).into() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!(
+                "the server's certificate (SHA-256 {}) is not the pinned one ({PIN_SETTING})",
+                hex::encode(got)
+            )))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Why a session request failed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SessionError {
+    Timeout,
+    /// Connecting, TLS, or the connection closed before the answer.
+    Failed(String),
+    /// The engine refused the target (a private address).
+    Denied(String),
+    /// The request itself cannot be sent (bad header, ...).
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Origin {
+    https: bool,
+    host: String,
+    port: u16,
+}
+
+/// An answer, its body read whole.
+pub struct SessionResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// One connector session's connections (see the module docs).
+pub struct SessionHttp {
+    tls: Arc<ClientConfig>,
+    allow_private: bool,
+    conns: HashMap<Origin, SendRequest<Full<Bytes>>>,
+    /// Connections opened so far (in the session's trace).
+    opened: u64,
+}
+
+impl SessionHttp {
+    pub fn new(trust: &TlsTrust, allow_private: bool) -> Result<SessionHttp, String> {
+        Ok(SessionHttp {
+            tls: trust.client_config()?,
+            allow_private,
+            conns: HashMap::new(),
+            opened: 0,
+        })
+    }
+
+    /// How many connections this session has opened.
+    pub fn connections_opened(&self) -> u64 {
+        self.opened
+    }
+
+    /// Sends one request over the session's connection to the URL's origin (opened when there
+    /// is none, or the server closed it) and reads the answer, at most `max_body` bytes, all
+    /// within `timeout`.
+    pub async fn send(
+        &mut self,
+        method: http::Method,
+        url: &url::Url,
+        headers: &[(String, String)],
+        body: Vec<u8>,
+        timeout: Duration,
+        max_body: usize,
+    ) -> Result<SessionResponse, SessionError> {
+        let origin = Origin {
+            https: url.scheme() == "https",
+            host: url.host_str().unwrap_or_default().to_string(),
+            port: url.port_or_known_default().unwrap_or(80),
+        };
+        let mut target = url.path().to_string();
+        if let Some(q) = url.query() {
+            target.push('?');
+            target.push_str(q);
+        }
+        let host_header = match url.port() {
+            Some(p) => format!("{}:{p}", origin.host),
+            None => origin.host.clone(),
+        };
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(target)
+            .header(http::header::HOST, host_header)
+            // The MT5 Web API asks for it on every request ("Connection Maintenance"); it is
+            // HTTP/1.1's default anyway.
+            .header(http::header::CONNECTION, "keep-alive");
+        for (k, v) in headers {
+            if k.eq_ignore_ascii_case("host") || k.eq_ignore_ascii_case("connection") {
+                continue;
+            }
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| SessionError::Invalid(e.to_string()))?;
+        let result = tokio::time::timeout(timeout, self.exchange(&origin, req, max_body)).await;
+        match result {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => {
+                self.conns.remove(&origin);
+                Err(e)
+            }
+            Err(_) => {
+                // The answer may still come on this connection: it cannot carry another request.
+                self.conns.remove(&origin);
+                Err(SessionError::Timeout)
+            }
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        origin: &Origin,
+        req: http::Request<Full<Bytes>>,
+        max_body: usize,
+    ) -> Result<SessionResponse, SessionError> {
+        // A connection the server closed while idle is noticed here, before anything is sent
+        // on it: then a new one is opened.
+        let reusable = match self.conns.get_mut(origin) {
+            Some(sender) => sender.ready().await.is_ok(),
+            None => false,
+        };
+        if !reusable {
+            self.conns.remove(origin);
+            let sender = self.connect(origin).await?;
+            self.conns.insert(origin.clone(), sender);
+        }
+        let Some(sender) = self.conns.get_mut(origin) else {
+            return Err(SessionError::Failed("no connection".into()));
+        };
+        sender
+            .ready()
+            .await
+            .map_err(|e| SessionError::Failed(format!("the connection closed: {e}")))?;
+        let resp = sender.send_request(req).await.map_err(|e| {
+            SessionError::Failed(format!("the connection closed before the answer: {e}"))
+        })?;
+        let status = resp.status().as_u16();
+        let headers: Vec<(String, String)> = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let mut body_stream = resp.into_body();
+        let mut body = Vec::new();
+        while let Some(frame) = body_stream.frame().await {
+            let frame = frame
+                .map_err(|e| SessionError::Failed(format!("reading the answer: {e}")))?;
+            if let Some(chunk) = frame.data_ref() {
+                if body.len() + chunk.len() > max_body {
+                    return Err(SessionError::Failed(format!(
+                        "response body over {} MiB",
+                        max_body >> 20
+                    )));
+                }
+                body.extend_from_slice(chunk);
+            }
+        }
+        Ok(SessionResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    async fn connect(&mut self, origin: &Origin) -> Result<SendRequest<Full<Bytes>>, SessionError> {
+        let host = origin.host.trim_start_matches('[').trim_end_matches(']');
+        let addrs: Vec<std::net::SocketAddr> =
+            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host, origin.port)))
+                .await
+                .map_err(|_| SessionError::Timeout)?
+                .map_err(|e| SessionError::Failed(format!("cannot resolve {host}: {e}")))?
+                .collect();
+        if !self.allow_private
+            && let Some(bad) = addrs.iter().find(|a| url_safety::blocked(a.ip()))
+        {
+            return Err(SessionError::Denied(format!(
+                "{host} resolves to {}, which is not a public address",
+                bad.ip()
+            )));
+        }
+        let mut last = SessionError::Failed(format!("{host} has no address"));
+        let mut stream = None;
+        for addr in addrs {
+            match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await
+            {
+                Ok(Ok(s)) => {
+                    stream = Some(s);
+                    break;
+                }
+                Ok(Err(e)) => last = SessionError::Failed(format!("connecting to {addr}: {e}")),
+                Err(_) => last = SessionError::Timeout,
+            }
+        }
+        let stream = stream.ok_or(last)?;
+        let _ = stream.set_nodelay(true);
+        self.opened += 1;
+        tracing::debug!(host, port = origin.port, opened = self.opened, "connector session connection");
+        if origin.https {
+            let name = ServerName::try_from(host.to_string())
+                .map_err(|_| SessionError::Invalid(format!("{host} is not a server name")))?;
+            let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
+                .connect(name, stream)
+                .await
+                .map_err(|e| SessionError::Failed(format!("TLS with {host}: {}", chain(&e))))?;
+            handshake(TokioIo::new(tls)).await
+        } else {
+            handshake(TokioIo::new(stream)).await
+        }
+    }
+}
+
+async fn handshake<T>(io: T) -> Result<SendRequest<Full<Bytes>>, SessionError>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| SessionError::Failed(format!("HTTP handshake: {e}")))?;
+    // The connection's task ends when the server closes it or the session drops its sender.
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "connector session connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secrets(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn trust_settings_are_checked() {
+        assert_eq!(
+            TlsTrust::from_settings(&secrets(&[])),
+            Ok(TlsTrust::PublicRoots)
+        );
+        let pin = "AB:".repeat(31) + "AB";
+        assert_eq!(
+            TlsTrust::from_settings(&secrets(&[(PIN_SETTING, &pin)])),
+            Ok(TlsTrust::Pinned([0xab; 32]))
+        );
+        let e = TlsTrust::from_settings(&secrets(&[(PIN_SETTING, "abcd")])).unwrap_err();
+        assert!(e.contains(PIN_SETTING), "{e}");
+        let e = TlsTrust::from_settings(&secrets(&[(CA_SETTING, "not pem")])).unwrap_err();
+        assert!(e.contains(CA_SETTING), "{e}");
+        let e = TlsTrust::from_settings(&secrets(&[(CA_SETTING, "x"), (PIN_SETTING, &pin)]))
+            .unwrap_err();
+        assert!(e.contains("not both"), "{e}");
+    }
+}
