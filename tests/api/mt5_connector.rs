@@ -626,9 +626,9 @@ async fn session_is_renewed(path: Path) {
     assert_eq!(r["data"][0]["errors"], json!([]), "{r}");
     assert_eq!(r["data"][0]["accounts"], 1, "{r}");
     // The server no longer knows the session mid-run (restarted, or the connection was
-    // replaced): the connector authenticates again once and goes on.
+    // replaced): HTTP 403 without a retcode. The connector authenticates again once and goes on.
     let starts = sim.with(|s| {
-        s.fail("/api/user/account/get_batch", "8 Not enough permissions", 1);
+        s.http_fail("/api/user/account/get_batch", 403, 1);
         s.hits("/api/auth/start")
     });
     let (_, r) = owner.post("/v1/integrations/sync", json!({})).await;

@@ -6,6 +6,7 @@
 
 pub mod abi;
 pub mod native;
+pub mod tls;
 
 use std::collections::BTreeMap;
 use std::path::Path;

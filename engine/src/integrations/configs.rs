@@ -177,6 +177,12 @@ fn check_credentials(v: &mut Validator, c: &Map<String, Value>) {
             v.fail(&format!("credentials.{k}"), "must be a non-empty string");
         }
     }
+    // The TLS trust a connector session will use is checked now, not at the first sync.
+    if let Err((field, message)) =
+        crate::connectors::tls::TlsTrust::from_lookup(|k| c.get(k).and_then(Value::as_str))
+    {
+        v.fail(&format!("credentials.{field}"), &message);
+    }
 }
 
 pub async fn upsert(

@@ -165,7 +165,8 @@ pub fn closed_positions(
             let deal = int(d, "Deal").unwrap_or_default();
             let side = side_of(int(d, "Action").unwrap_or(-1))
                 .ok_or_else(|| format!("deal {deal}: not a trade"))?;
-            let time = int(d, "Time").ok_or_else(|| format!("deal {deal}: no Time"))? - server_offset;
+            let time =
+                int(d, "Time").ok_or_else(|| format!("deal {deal}: no Time"))? - server_offset;
             let volume = volume_ext(d, "Volume");
             let price = dec(d, "Price")?;
             leg.login = int(d, "Login").unwrap_or_default();
@@ -412,7 +413,9 @@ mod tests {
         let deals = vec![
             deal(1, 90, DEAL_BUY, 0, 1_000, 10_000, "1.10000", "0", "-1", "0"),
             rev,
-            deal(3, 90, DEAL_BUY, 1, 3_000, 20_000, "1.10300", "40.00", "-2", "0"),
+            deal(
+                3, 90, DEAL_BUY, 1, 3_000, 20_000, "1.10300", "40.00", "-2", "0",
+            ),
         ];
         let out = closed_positions(&deals, 0, &HashSet::new(), 0).unwrap();
         assert_eq!(out.len(), 2, "{out:?}");
@@ -420,15 +423,26 @@ mod tests {
         assert_eq!(first.id, "90-2");
         assert!(matches!(first.side, Side::Buy));
         assert_eq!(
-            (first.volume.as_str(), first.open_price.as_str(), first.close_price.as_deref()),
+            (
+                first.volume.as_str(),
+                first.open_price.as_str(),
+                first.close_price.as_deref()
+            ),
             ("1.00", "1.10000", Some("1.10500"))
         );
-        assert_eq!((first.profit.as_str(), first.commission.as_str()), ("50.00", "-4"));
+        assert_eq!(
+            (first.profit.as_str(), first.commission.as_str()),
+            ("50.00", "-4")
+        );
         let second = &out[1];
         assert_eq!(second.id, "90");
         assert!(matches!(second.side, Side::Sell));
         assert_eq!(
-            (second.volume.as_str(), second.open_price.as_str(), second.close_price.as_deref()),
+            (
+                second.volume.as_str(),
+                second.open_price.as_str(),
+                second.close_price.as_deref()
+            ),
             ("2.00", "1.10500", Some("1.10300"))
         );
         assert_eq!(second.opened_at, rfc3339(2_000));

@@ -487,7 +487,10 @@ impl<T: Transport> Mt5<T> {
                     .and_then(|p| p.parse().ok())
                     .unwrap_or_default()
             };
-            if closed.iter().any(|p| !entries.contains(&position_of(&p.id))) {
+            if closed
+                .iter()
+                .any(|p| !entries.contains(&position_of(&p.id)))
+            {
                 let v = self
                     .client
                     .call("/api/position/get_batch", &[("login", login.to_string())])?;

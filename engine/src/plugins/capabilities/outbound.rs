@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use super::super::bindings::http_client::{Error, Host, Request, Response};
 use super::super::host::{ConnectorCall, HostState};
-use super::session_http::{SessionError, SessionHttp, TlsTrust};
+use super::session_http::{SessionError, SessionHttp};
+use crate::connectors::tls::TlsTrust;
 use crate::webhooks::url_safety;
 
 /// Largest response body handed to a plugin.
@@ -96,7 +97,14 @@ impl Host for HostState {
         let timeout = Duration::from_millis(u64::from(r.timeout_ms.max(1)).min(left_ms.max(1)));
         if let Some(connector) = self.call.connector.clone() {
             return self
-                .send_in_session(&connector, services.http_allow_private, method, url, r, timeout)
+                .send_in_session(
+                    &connector,
+                    services.http_allow_private,
+                    method,
+                    url,
+                    r,
+                    timeout,
+                )
                 .await;
         }
         let mut req = services
@@ -162,7 +170,14 @@ impl HostState {
             return Err(Error::Failed("no session connection".into()));
         };
         match session
-            .send(method, &url, &r.headers, r.body, timeout, MAX_RESPONSE_BYTES)
+            .send(
+                method,
+                &url,
+                &r.headers,
+                r.body,
+                timeout,
+                MAX_RESPONSE_BYTES,
+            )
             .await
         {
             Ok(resp) => Ok(Response {

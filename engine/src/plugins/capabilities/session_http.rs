@@ -18,187 +18,22 @@
 //!   may still arrive on it, and must not be read as the answer to the next request);
 //! - dropped with the instance, which closes its connections.
 //!
-//! TLS trust is per integration configuration: the platform's public CA roots by default, or
-//! exactly a CA certificate the tenant gives (`tls_ca_cert`, PEM), or the server certificate's
-//! SHA-256 fingerprint (`tls_cert_sha256`), for platforms with self-signed certificates. There
-//! is no switch that accepts any certificate.
+//! TLS trust is per integration configuration ([`TlsTrust`]): the public CA roots by default,
+//! exactly a CA certificate the tenant gives, or the server certificate's SHA-256 fingerprint.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use sha2::{Digest, Sha256};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 
+use crate::connectors::tls::TlsTrust;
 use crate::webhooks::url_safety;
-
-/// The secret of an integration configuration holding the CA certificate(s) to trust (PEM).
-pub const CA_SETTING: &str = "tls_ca_cert";
-/// The secret holding the SHA-256 fingerprint of the server's certificate (hex, colons allowed).
-pub const PIN_SETTING: &str = "tls_cert_sha256";
-
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Which server certificates a session accepts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TlsTrust {
-    /// The machine's public CA roots.
-    PublicRoots,
-    /// Only certificates issued by these CAs (or these self-signed certificates).
-    Ca(Vec<CertificateDer<'static>>),
-    /// Only the certificate with this SHA-256 fingerprint of its DER encoding.
-    Pinned([u8; 32]),
-}
-
-impl TlsTrust {
-    /// The trust a configuration's secrets ask for; an unreadable setting names itself.
-    pub fn from_settings(secrets: &HashMap<String, String>) -> Result<TlsTrust, String> {
-        let given = |k: &str| secrets.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-        match (given(CA_SETTING), given(PIN_SETTING)) {
-            (Some(_), Some(_)) => Err(format!(
-                "give either {CA_SETTING} or {PIN_SETTING}, not both"
-            )),
-            (Some(pem), None) => {
-                let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| format!("{CA_SETTING} is not PEM certificates: {e}"))?;
-                if certs.is_empty() {
-                    return Err(format!(
-                        "{CA_SETTING} holds no certificate (-----BEGIN CERTIFICATE-----)"
-                    ));
-                }
-                Ok(TlsTrust::Ca(certs))
-            }
-            (None, Some(pin)) => {
-                let hex_digits: String = pin.chars().filter(|c| *c != ':').collect();
-                let bytes = hex::decode(&hex_digits)
-                    .ok()
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .ok_or_else(|| {
-                        format!("{PIN_SETTING} must be 64 hex digits (a SHA-256), colons allowed")
-                    })?;
-                Ok(TlsTrust::Pinned(bytes))
-            }
-            (None, None) => Ok(TlsTrust::PublicRoots),
-        }
-    }
-
-    fn client_config(&self) -> Result<Arc<ClientConfig>, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?;
-        let mut config = match self {
-            TlsTrust::PublicRoots => return Ok(public_roots()),
-            TlsTrust::Ca(certs) => {
-                let mut roots = RootCertStore::empty();
-                for c in certs {
-                    roots
-                        .add(c.clone())
-                        .map_err(|e| format!("{CA_SETTING}: {e}"))?;
-                }
-                builder.with_root_certificates(roots).with_no_client_auth()
-            }
-            TlsTrust::Pinned(sha256) => builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Pinned {
-                    sha256: *sha256,
-                    algorithms: provider.signature_verification_algorithms,
-                }))
-                .with_no_client_auth(),
-        };
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Arc::new(config))
-    }
-}
-
-/// The public roots' configuration, loaded once.
-fn public_roots() -> Arc<ClientConfig> {
-    static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            let mut roots = RootCertStore::empty();
-            let found = rustls_native_certs::load_native_certs();
-            for e in &found.errors {
-                tracing::warn!(error = %e, "a system CA certificate could not be read");
-            }
-            let (added, ignored) = roots.add_parsable_certificates(found.certs);
-            tracing::debug!(added, ignored, "system CA roots for connector sessions");
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let mut config = match ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-            {
-                Ok(b) => b.with_root_certificates(roots).with_no_client_auth(),
-                // The ring provider supports the default versions; kept total anyway.
-                Err(_) => ClientConfig::builder()
-                    .with_root_certificates(RootCertStore::empty())
-                    .with_no_client_auth(),
-            };
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Arc::new(config)
-        })
-        .clone()
-}
-
-/// Accepts exactly the certificate with the pinned fingerprint, whatever its issuer, names or
-/// dates (a pin is the tenant's statement of which certificate the server has); the handshake's
-/// signatures are still verified, so only the holder of that certificate's key gets through.
-#[derive(Debug)]
-struct Pinned {
-    sha256: [u8; 32],
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let got: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
-        if subtle::ConstantTimeEq::ct_eq(&got[..], &self.sha256[..]).into() {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(format!(
-                "the server's certificate (SHA-256 {}) is not the pinned one ({PIN_SETTING})",
-                hex::encode(got)
-            )))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
 
 /// Why a session request failed.
 #[derive(Debug, PartialEq, Eq)]
@@ -225,6 +60,8 @@ pub struct SessionResponse {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One connector session's connections (see the module docs).
 pub struct SessionHttp {
@@ -343,8 +180,8 @@ impl SessionHttp {
         let mut body_stream = resp.into_body();
         let mut body = Vec::new();
         while let Some(frame) = body_stream.frame().await {
-            let frame = frame
-                .map_err(|e| SessionError::Failed(format!("reading the answer: {e}")))?;
+            let frame =
+                frame.map_err(|e| SessionError::Failed(format!("reading the answer: {e}")))?;
             if let Some(chunk) = frame.data_ref() {
                 if body.len() + chunk.len() > max_body {
                     return Err(SessionError::Failed(format!(
@@ -364,12 +201,14 @@ impl SessionHttp {
 
     async fn connect(&mut self, origin: &Origin) -> Result<SendRequest<Full<Bytes>>, SessionError> {
         let host = origin.host.trim_start_matches('[').trim_end_matches(']');
-        let addrs: Vec<std::net::SocketAddr> =
-            tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host, origin.port)))
-                .await
-                .map_err(|_| SessionError::Timeout)?
-                .map_err(|e| SessionError::Failed(format!("cannot resolve {host}: {e}")))?
-                .collect();
+        let addrs: Vec<std::net::SocketAddr> = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio::net::lookup_host((host, origin.port)),
+        )
+        .await
+        .map_err(|_| SessionError::Timeout)?
+        .map_err(|e| SessionError::Failed(format!("cannot resolve {host}: {e}")))?
+        .collect();
         if !self.allow_private
             && let Some(bad) = addrs.iter().find(|a| url_safety::blocked(a.ip()))
         {
@@ -394,7 +233,12 @@ impl SessionHttp {
         let stream = stream.ok_or(last)?;
         let _ = stream.set_nodelay(true);
         self.opened += 1;
-        tracing::debug!(host, port = origin.port, opened = self.opened, "connector session connection");
+        tracing::debug!(
+            host,
+            port = origin.port,
+            opened = self.opened,
+            "connector session connection"
+        );
         if origin.https {
             let name = ServerName::try_from(host.to_string())
                 .map_err(|_| SessionError::Invalid(format!("{host} is not a server name")))?;
@@ -434,36 +278,4 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = inner.source();
     }
     s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn secrets(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn trust_settings_are_checked() {
-        assert_eq!(
-            TlsTrust::from_settings(&secrets(&[])),
-            Ok(TlsTrust::PublicRoots)
-        );
-        let pin = "AB:".repeat(31) + "AB";
-        assert_eq!(
-            TlsTrust::from_settings(&secrets(&[(PIN_SETTING, &pin)])),
-            Ok(TlsTrust::Pinned([0xab; 32]))
-        );
-        let e = TlsTrust::from_settings(&secrets(&[(PIN_SETTING, "abcd")])).unwrap_err();
-        assert!(e.contains(PIN_SETTING), "{e}");
-        let e = TlsTrust::from_settings(&secrets(&[(CA_SETTING, "not pem")])).unwrap_err();
-        assert!(e.contains(CA_SETTING), "{e}");
-        let e = TlsTrust::from_settings(&secrets(&[(CA_SETTING, "x"), (PIN_SETTING, &pin)]))
-            .unwrap_err();
-        assert!(e.contains("not both"), "{e}");
-    }
 }
