@@ -279,3 +279,114 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server answering each request with the number of the connection it came on; a
+    /// request for `/close` is answered, then its connection closed; `/hang` is never answered.
+    async fn numbering_server() -> (String, Arc<AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicU64::new(0));
+        let c = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    loop {
+                        let mut chunk = [0u8; 1024];
+                        let Ok(read) = sock.read(&mut chunk).await else {
+                            return;
+                        };
+                        if read == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..read]);
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                        buf.drain(..end + 4);
+                        if head.starts_with("GET /hang") {
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                            return;
+                        }
+                        let keep = head.to_ascii_lowercase().contains("connection: keep-alive");
+                        let body = format!("{n} {keep}");
+                        let reply = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if sock.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        if head.starts_with("GET /close") {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, count)
+    }
+
+    async fn get(s: &mut SessionHttp, url: &str) -> Result<String, SessionError> {
+        let url = url::Url::parse(url).unwrap();
+        s.send(
+            http::Method::GET,
+            &url,
+            &[],
+            Vec::new(),
+            Duration::from_millis(500),
+            1 << 20,
+        )
+        .await
+        .map(|r| String::from_utf8(r.body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_session_keeps_one_connection_until_the_server_closes_it() {
+        let (url, count) = numbering_server().await;
+        let mut s = SessionHttp::new(&TlsTrust::PublicRoots, true).unwrap();
+        for _ in 0..20 {
+            assert_eq!(get(&mut s, &format!("{url}/a")).await.unwrap(), "1 true");
+        }
+        // Another session (another tenant, say) never gets this session's connection.
+        let mut other = SessionHttp::new(&TlsTrust::PublicRoots, true).unwrap();
+        assert_eq!(
+            get(&mut other, &format!("{url}/a")).await.unwrap(),
+            "2 true"
+        );
+        assert_eq!(get(&mut s, &format!("{url}/a")).await.unwrap(), "1 true");
+        // The server closes the connection: the next request opens a new one.
+        assert_eq!(
+            get(&mut s, &format!("{url}/close")).await.unwrap(),
+            "1 true"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(get(&mut s, &format!("{url}/a")).await.unwrap(), "3 true");
+        // An answer that does not come: the connection is given up, never reused.
+        assert_eq!(
+            get(&mut s, &format!("{url}/hang")).await,
+            Err(SessionError::Timeout)
+        );
+        assert_eq!(get(&mut s, &format!("{url}/a")).await.unwrap(), "4 true");
+        assert_eq!(count.load(Ordering::SeqCst), 4);
+        assert_eq!(s.connections_opened(), 3);
+    }
+
+    #[tokio::test]
+    async fn private_addresses_are_refused_unless_allowed() {
+        let (url, _) = numbering_server().await;
+        let mut s = SessionHttp::new(&TlsTrust::PublicRoots, false).unwrap();
+        assert!(matches!(
+            get(&mut s, &format!("{url}/a")).await,
+            Err(SessionError::Denied(_))
+        ));
+    }
+}
