@@ -83,6 +83,8 @@ pub struct Settings {
     /// requests, in milliseconds; 0 reads them on every request. Another process's change is
     /// seen within this time; this process's own changes at once.
     pub plugin_flags_cache_ms: u64,
+    /// Bearer token `/metrics` asks for; unset, `/metrics` is not served (404).
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Settings {
@@ -122,6 +124,7 @@ impl Default for Settings {
             plugin_max_request_bytes: 12 * 1024 * 1024,
             plugin_http_allow_private: false,
             plugin_flags_cache_ms: 1000,
+            metrics_token: None,
         }
     }
 }
@@ -292,6 +295,9 @@ impl Settings {
         }
         if let Some(v) = get("LUMIRE_PLUGIN_HTTP_ALLOW_PRIVATE") {
             self.plugin_http_allow_private = parse("LUMIRE_PLUGIN_HTTP_ALLOW_PRIVATE", v)?;
+        }
+        if let Some(v) = get("LUMIRE_METRICS_TOKEN") {
+            self.metrics_token = Some(v).filter(|t| !t.is_empty());
         }
         if let Some(v) = get("LUMIRE_PLUGIN_MAX_REQUEST_BYTES") {
             self.plugin_max_request_bytes = parse("LUMIRE_PLUGIN_MAX_REQUEST_BYTES", v)?;

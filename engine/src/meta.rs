@@ -48,7 +48,12 @@ pub fn routes(api: &mut Api) {
     );
     api.add(Op::get("/openapi.json", "getOpenapi", "meta"), openapi);
     api.add(Op::get("/docs", "getDocs", "meta"), explorer);
-    api.add(Op::get("/metrics", "getMetrics", "meta"), metrics);
+    api.add(
+        Op::get("/metrics", "getMetrics", "meta").summary(
+            "Prometheus metrics, to `Authorization: Bearer <LUMIRE_METRICS_TOKEN>`; not served without that setting.",
+        ),
+        metrics,
+    );
 }
 
 async fn health(State(st): State<AppState>) -> ApiResult<axum::Json<Value>> {
@@ -85,7 +90,23 @@ async fn explorer() -> Html<&'static str> {
     Html(EXPLORER_HTML)
 }
 
-async fn metrics(State(st): State<AppState>) -> Response {
+async fn metrics(State(st): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let Some(token) = st.settings.metrics_token.as_deref() else {
+        return ApiError::NotFound("route").into_response();
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let same = given.len() == token.len()
+        && bool::from(subtle::ConstantTimeEq::ct_eq(
+            given.as_bytes(),
+            token.as_bytes(),
+        ));
+    if !same {
+        return ApiError::Unauthorized("metrics_token_required").into_response();
+    }
     let mut resp = st.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -10,6 +10,7 @@ mod customers;
 mod fx;
 mod idempotency;
 mod identity;
+mod input_hardening;
 mod integrations;
 mod leads;
 mod ledger;

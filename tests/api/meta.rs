@@ -3,7 +3,7 @@ use reqwest::StatusCode;
 
 #[tokio::test]
 async fn health_version_changelog_openapi_docs_and_metrics() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(|s| s.metrics_token = Some("scrape-me".into())).await;
     let c = app.client();
     let (s, b) = c.get("/health").await;
     assert_eq!((s, b["status"].as_str()), (StatusCode::OK, Some("ok")));
@@ -40,13 +40,46 @@ async fn health_version_changelog_openapi_docs_and_metrics() {
     assert!(b["data"].as_array().unwrap().len() > 20);
     let (s, _) = c.get("/v1/docs/examples/noSuchOperation").await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    // Metrics only to the configured token; made-up methods count as `other`.
+    let resp = c.raw(reqwest::Method::GET, "/metrics", None, &[]).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let resp = c
+        .raw(
+            reqwest::Method::GET,
+            "/metrics",
+            None,
+            &[("authorization", "Bearer scrape-mf")],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    for k in 0..20 {
+        let m = reqwest::Method::from_bytes(format!("FOO{k}").as_bytes()).unwrap();
+        c.raw(m, "/v1/traders", None, &[]).await;
+    }
     let text = c
-        .raw(reqwest::Method::GET, "/metrics", None, &[])
+        .raw(
+            reqwest::Method::GET,
+            "/metrics",
+            None,
+            &[("authorization", "Bearer scrape-me")],
+        )
         .await
         .text()
         .await
         .unwrap();
     assert!(text.contains("lumire_http_requests_total"), "{text}");
+    assert!(!text.contains("FOO"), "{text}");
+    assert!(text.contains("method=\"other\""), "{text}");
+}
+
+#[tokio::test]
+async fn metrics_are_not_served_without_a_token_setting() {
+    let app = TestApp::spawn().await;
+    let resp = app
+        .client()
+        .raw(reqwest::Method::GET, "/metrics", None, &[])
+        .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]

@@ -48,8 +48,97 @@ where
     }
 }
 
+/// Reads a JSON body: a field that does not fit names itself; text after the JSON value, and
+/// control characters in any string (NUL and the other C0 controls but tab, newline and
+/// carriage return, and DEL) are refused, naming the field.
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Some(field) = control_character_field(bytes) {
+        return Err(ApiError::field(
+            &field,
+            "must not contain control characters (NUL, ...)",
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
+    let value = deserialize(de)?;
+    de.end()
+        .map_err(|_| ApiError::field("body", "unexpected content after the JSON value"))?;
+    Ok(value)
+}
+
+/// Whether the body's text holds an escape that decodes to a refused control character; then
+/// where (raw control characters are not valid JSON and fail parsing anyway).
+fn control_character_field(bytes: &[u8]) -> Option<String> {
+    let mut i = 0;
+    let mut found = false;
+    while i + 1 < bytes.len() {
+        if bytes[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match bytes[i + 1] {
+            b'b' | b'f' => {
+                found = true;
+                break;
+            }
+            b'u' => {
+                let code = std::str::from_utf8(bytes.get(i + 2..i + 6).unwrap_or_default())
+                    .ok()
+                    .and_then(|h| u32::from_str_radix(h, 16).ok());
+                if code
+                    .and_then(char::from_u32)
+                    .is_some_and(super::hardening::is_refused_control)
+                {
+                    found = true;
+                    break;
+                }
+                i += 6;
+            }
+            _ => i += 2,
+        }
+    }
+    if !found {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    fn walk(v: &serde_json::Value, path: &str) -> Option<String> {
+        let bad = |t: &str| t.chars().any(super::hardening::is_refused_control);
+        let join = |k: &str| {
+            if path.is_empty() {
+                k.to_string()
+            } else {
+                format!("{path}.{k}")
+            }
+        };
+        match v {
+            serde_json::Value::String(t) if bad(t) => Some(if path.is_empty() {
+                "body".into()
+            } else {
+                path.into()
+            }),
+            serde_json::Value::Array(a) => a
+                .iter()
+                .enumerate()
+                .find_map(|(i, x)| walk(x, &join(&i.to_string()))),
+            serde_json::Value::Object(o) => o.iter().find_map(|(k, x)| {
+                if bad(k) {
+                    Some(if path.is_empty() {
+                        "body".into()
+                    } else {
+                        path.into()
+                    })
+                } else {
+                    walk(x, &join(k))
+                }
+            }),
+            _ => None,
+        }
+    }
+    walk(&value, "")
+}
+
+fn deserialize<'de, T: DeserializeOwned>(
+    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
+) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let msg = e.inner().to_string();
@@ -110,6 +199,21 @@ mod tests {
             Err(ApiError::Validation(v)) => v[0].field.clone(),
             other => panic!("expected validation error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn refuses_trailing_content_and_control_characters() {
+        assert_eq!(field_of(r#"{"amount":"1"} xx"#), "body");
+        assert!(parse::<Body>(b"{\"amount\":\"1\"}  \n").is_ok());
+        assert_eq!(field_of(r#"{"amount":"a\u0000b"}"#), "amount");
+        assert_eq!(
+            field_of(r#"{"amount":"1","inner":{"n":1,"x":"\u001b"}}"#),
+            "inner.x"
+        );
+        assert_eq!(field_of(r#"{"amount":"\b"}"#), "amount");
+        // An escaped backslash followed by "u0000" is text, not a NUL.
+        assert!(parse::<Body>(br#"{"amount":"\\u0000"}"#).is_ok());
+        assert!(parse::<Body>(br#"{"amount":"line\nline\t\u00e9"}"#).is_ok());
     }
 
     #[test]

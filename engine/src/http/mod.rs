@@ -4,6 +4,7 @@
 pub mod api;
 pub mod csv_export;
 pub mod error;
+pub mod hardening;
 pub mod idempotency;
 pub mod json;
 pub mod metrics;
@@ -25,6 +26,7 @@ pub fn finish_router(router: Router<AppState>, state: AppState) -> Router {
         .route_layer(from_fn_with_state(state.clone(), metrics::middleware))
         // Unknown routes fall through to the installed plugins (404 when none serves them).
         .fallback_service(crate::plugins::http::fallback(state.clone()))
+        .layer(from_fn(hardening::middleware))
         .layer(from_fn(request_id::middleware))
         .with_state(state)
 }
