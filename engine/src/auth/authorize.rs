@@ -20,6 +20,8 @@ pub struct OpGuard {
     pub state: AppState,
     pub access: Access,
     pub tag: &'static str,
+    /// API keys are refused (the operation guards the account itself).
+    pub session_only: bool,
 }
 
 pub async fn authorize(State(guard): State<OpGuard>, mut req: Request, next: Next) -> Response {
@@ -31,6 +33,13 @@ pub async fn authorize(State(guard): State<OpGuard>, mut req: Request, next: Nex
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip().to_string());
     match resolve(&guard, &headers, &method, ip).await {
+        Ok(Some(actor)) if guard.session_only && actor.kind == ActorKind::ApiKey => {
+            ApiError::ForbiddenBecause {
+                code: "session_required",
+                detail: "This operation guards the account itself (second factor, password, sessions, passkeys): it takes a signed-in session, never an API key.".into(),
+            }
+            .into_response()
+        }
         Ok(Some(actor)) => {
             let span = tracing::Span::current();
             span.record("tenant_id", actor.tenant_id.as_str());
@@ -118,6 +127,7 @@ pub async fn authenticate_staff(
         state: state.clone(),
         access: Access::Staff(&[]),
         tag: "",
+        session_only: false,
     };
     staff_actor(&guard, headers, method, ip, tag).await
 }

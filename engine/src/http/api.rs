@@ -23,6 +23,9 @@ pub struct Op {
     pub body: Option<&'static str>,
     pub success: u16,
     pub produces: &'static str,
+    /// Only a person signed in with a session may call it: an API key gets 403
+    /// (`session_required`). For what guards the account itself: TOTP, passwords, sessions.
+    pub session_only: bool,
 }
 
 impl Op {
@@ -44,7 +47,14 @@ impl Op {
             body: None,
             success,
             produces: "application/json",
+            session_only: false,
         }
+    }
+
+    /// Refuses API keys (see [`Op::session_only`]).
+    pub fn session_only(mut self) -> Op {
+        self.session_only = true;
+        self
     }
     pub fn get(path: &'static str, id: &'static str, tag: &'static str) -> Op {
         Op::new(Method::GET, path, id, tag)
@@ -131,6 +141,7 @@ impl Api {
                 state: state.clone(),
                 access: op.access,
                 tag: op.tag,
+                session_only: op.session_only,
             };
             let filter = method_filter(&op.method);
             // Layers run outermost-last: the guard resolves the actor, then idempotency

@@ -50,6 +50,9 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// 403 with a code of its own naming why (`session_required`, ...).
+    #[error("forbidden ({code}): {detail}")]
+    ForbiddenBecause { code: &'static str, detail: String },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("bad request: {detail}")]
@@ -129,6 +132,9 @@ impl ApiError {
                 "A valid session or API key is required.".into(),
             ),
             ApiError::Forbidden(d) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden", d.clone()),
+            ApiError::ForbiddenBecause { code, detail } => {
+                (StatusCode::FORBIDDEN, code, "Forbidden", detail.clone())
+            }
             ApiError::NotFound(what) => (
                 StatusCode::NOT_FOUND,
                 "not_found",

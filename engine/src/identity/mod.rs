@@ -65,7 +65,8 @@ pub fn routes(api: &mut Api) {
     );
     api.add(
         Op::delete("/v1/auth/sessions/{id}", "deleteAuthSessionsId", "identity")
-            .summary("Revoke one of the current user's sessions.")
+            .summary("Revoke one of the current user's sessions. Session only: an API key gets 403 session_required.")
+            .session_only()
             .staff(ANY_MEMBER),
         sessions::revoke,
     );
@@ -75,7 +76,8 @@ pub fn routes(api: &mut Api) {
             "postAuthSessionsRevokeAll",
             "identity",
         )
-        .summary("Revoke all sessions except the current one.")
+        .summary("Revoke all sessions except the current one. Session only: an API key gets 403 session_required.")
+        .session_only()
         .action()
         .staff(ANY_MEMBER),
         sessions::revoke_all,
@@ -118,14 +120,16 @@ pub fn routes(api: &mut Api) {
     );
     api.add(
         Op::post("/v1/auth/totp/enroll", "postAuthTotpEnroll", "identity")
-            .summary("Begin TOTP enrolment; returns the secret and an otpauth:// URI.")
+            .summary("Begin TOTP enrolment; returns the secret and an otpauth:// URI. Session only: an API key gets 403 session_required.")
+            .session_only()
             .action()
             .staff(ANY_MEMBER),
         totp::enroll,
     );
     api.add(
         Op::post("/v1/auth/totp/verify", "postAuthTotpVerify", "identity")
-            .summary("Confirm TOTP enrolment with a current code.")
+            .summary("Confirm TOTP enrolment with a current code. Session only: an API key gets 403 session_required.")
+            .session_only()
             .action()
             .staff(ANY_MEMBER)
             .body(r#"{"code":"123456"}"#),
