@@ -49,8 +49,9 @@
 //!   else `10019 Not enough money`; comments are cut to 31 characters. A manager without the
 //!   right ([`SimState::deny_balance`]) gets `8 Not enough permissions`.
 //! - **Trade accounts** (`user/account/get_batch`) exist only for accounts with trade activity
-//!   since the server started ([`SimUser::active`]); `user/get_batch` answers every visible user
-//!   with `Balance` and `Credit`.
+//!   since the server started ([`SimUser::active`]): the others are left out of the answer
+//!   (`0 Done`, possibly with an empty list); `user/get_batch` answers every visible user with
+//!   `Balance` and `Credit`.
 //! - **Time** (`time/get`, the `MTConTime` configuration, `TimeZone` in minutes from GMT;
 //!   `time/server`). The simulator keeps times in UTC and serves every time (deal `Time`,
 //!   position `TimeCreate`/`TimeUpdate`, user `Registration`/`LastAccess`) in server time,
@@ -61,8 +62,12 @@
 //!   netting reversals are entry-2 (in/out) deals ([`SimState::add_netting_reversal`]).
 //!
 //! Choices of the simulator where the documentation says nothing precise: a path that is no
-//! command answers HTTP 404 with an empty body; a method other than GET answers HTTP 405 with
-//! an empty body; `time/server` answers `{"time": "<unix seconds, server time>"}`.
+//! command answers HTTP 404 with an empty body, a method other than GET HTTP 405 with an empty
+//! body; a parameter given twice is `3`; `auth/start` on an authenticated connection ends its
+//! session; `quit` closes the connection; a login list with no visible login is `13`;
+//! `time/server` answers `{"time": "<unix seconds, server time>"}`. Injected faults
+//! ([`SimState::fail`], [`SimState::http_fail`], [`SimState::delay`]) apply to any request whose
+//! path starts with theirs, before anything else (a session included).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::convert::Infallible;
@@ -2037,7 +2042,7 @@ mod tests {
     #[tokio::test]
     async fn a_session_is_the_connection_it_was_made_on() {
         let sim = Mt5Sim::start_with(SimOptions {
-            auth_answer_window: Duration::from_millis(300),
+            auth_answer_window: Duration::from_millis(1_000),
             ..SimOptions::default()
         })
         .await;
@@ -2071,7 +2076,7 @@ mod tests {
         let (q, _) = answer_query("not the password", &srv);
         assert_eq!(c.get(&q).await, (403, String::new()));
         let srv = c.start(MGR).await;
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
         let (q, _) = answer_query(PW, &srv);
         assert_eq!(c.get(&q).await, (403, String::new()), "too late");
         let srv = c.start(4242).await;
@@ -2261,7 +2266,7 @@ mod tests {
     #[tokio::test]
     async fn idle_and_dropped_connections_lose_their_sessions() {
         let sim = Mt5Sim::start_with(SimOptions {
-            idle_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(800),
             ..SimOptions::default()
         })
         .await;
@@ -2269,14 +2274,14 @@ mod tests {
 
         let mut idle = Raw::open(&sim).await;
         idle.login(MGR, PW).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_millis(1_000)).await;
         assert!(idle.closed().await, "idle for longer than the timeout");
         assert!(eventually(&sim, |s| s.sessions().is_empty()).await);
 
         // A request in progress is no idleness.
         let mut busy = Raw::open(&sim).await;
         busy.login(MGR, PW).await;
-        sim.with(|s| s.delay("/api/test/access", Duration::from_millis(600), 1));
+        sim.with(|s| s.delay("/api/test/access", Duration::from_millis(1_200), 1));
         assert_eq!(busy.retcode("/api/test/access").await, DONE);
         assert_eq!(busy.retcode("/api/test/access").await, DONE);
 
