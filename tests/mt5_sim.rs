@@ -303,9 +303,6 @@ pub struct SimState {
     pub wrong_server_answer: bool,
     /// `time/get` answers `8 Not enough permissions`.
     pub hide_time_config: bool,
-    /// Ignored: a session always belongs to its connection, and there is no cookie. Kept so
-    /// that tests written for the cookie simulator still compile.
-    pub cookie_sessions: bool,
     pub faults: Vec<Fault>,
     /// Requests per path.
     pub hits: HashMap<String, usize>,
@@ -354,7 +351,6 @@ impl SimState {
             next_ticket: 100_000,
             wrong_server_answer: false,
             hide_time_config: false,
-            cookie_sessions: false,
             faults: Vec::new(),
             hits: HashMap::new(),
             tz_minutes: options.server_tz_minutes,

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use lumire_tests::mt5_sim::Mt5Sim;
+use lumire_tests::mt5_sim::{Mt5Sim, SimOptions, SimTls};
 use lumire_tests::{Member, TestApp};
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
@@ -112,12 +112,21 @@ async fn test_connection_proves_both_sides_and_names_failures() {
         );
     });
 
-    // A wrong password: the server refuses the answer to its random, and the code is named.
+    // A wrong password: the server refuses the answer to its random with a bare 403, as real
+    // servers do. That is also what a handshake split over two connections gets, so the
+    // connector makes it once more before it blames the password.
     configure(&owner, &sim.url, "not the password", json!({})).await;
+    let starts = sim.with(|s| s.hits("/api/auth/start"));
     let r = test_connection(&owner).await;
     assert_eq!(r["ok"], false, "{r}");
     let m = r["message"].as_str().unwrap();
-    assert!(m.starts_with("unauthorized") && m.contains("1001"), "{r}");
+    assert!(
+        m.starts_with("unauthorized")
+            && m.contains("refused manager 1000's password")
+            && m.contains("twice"),
+        "{r}"
+    );
+    assert_eq!(sim.with(|s| s.hits("/api/auth/start")) - starts, 2);
 
     // A server that does not know the password (it answers our random wrongly): refused, and
     // nothing but the handshake is sent to it.
@@ -615,8 +624,6 @@ async fn session_is_renewed(path: Path) {
     sim.with(|s| {
         s.add_group(GROUP, "USD");
         s.add_account(5101, GROUP, "Session Test", "10.00", "0.00", "0.00");
-        // As the real server: a session belongs to its connection only.
-        s.cookie_sessions = false;
     });
     let app = spawn_on(path).await;
     let owner = app.register_owner().await;
@@ -642,4 +649,605 @@ async fn session_is_renewed(path: Path) {
         expected,
         "the run's handshake and one renewal"
     );
+}
+
+/// Configures `mt5` for `owner` with manager `login`.
+async fn configure_manager(owner: &Member, endpoint: &str, login: u64, password: &str) {
+    configure(
+        owner,
+        endpoint,
+        password,
+        json!({"login": login.to_string()}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_connection_test_on_a_fresh_endpoint_succeeds_every_time() {
+    let sim = Mt5Sim::start(MANAGER, PASSWORD).await;
+    let app = spawn().await;
+    let owner = app.register_owner().await;
+    configure(&owner, &sim.url, PASSWORD, json!({})).await;
+    for k in 0..12 {
+        let r = test_connection(&owner).await;
+        assert_eq!(r["ok"], true, "attempt {k}: {r}");
+    }
+    let log = sim.with(|s| s.requests());
+    assert!(log.iter().all(|r| r.status == 200), "no refusal at all");
+    assert!(
+        log.iter().all(|r| r.keep_alive),
+        "keep-alive asked every time"
+    );
+    // One connection per test, each carrying its own handshake and its command.
+    assert_eq!(sim.with(|s| s.connections()), 12);
+    for r in log.iter().filter(|r| r.path == "/api/test/access") {
+        assert_eq!(r.manager, Some(MANAGER));
+    }
+}
+
+#[tokio::test]
+async fn two_tenants_on_one_server_never_share_a_session() {
+    two_tenants_share_nothing(Path::Wasm).await;
+}
+
+#[tokio::test]
+async fn the_native_connector_keeps_two_tenants_apart_on_one_server() {
+    two_tenants_share_nothing(Path::Native).await;
+}
+
+/// Two tenants configured on one MT5 server with different managers, each seeing its own
+/// groups, sync, test and push at the same time: each gets only its manager's accounts, and
+/// the server's log shows every command on the connection of its own session.
+async fn two_tenants_share_nothing(path: Path) {
+    use lumire_engine::integrations::pushes;
+    const ALPHA: u64 = 1100;
+    const BETA: u64 = 1200;
+    let sim = Mt5Sim::start_with(SimOptions::default()).await;
+    sim.with(|s| {
+        s.add_manager(ALPHA, "Alpha#pass", "real\\alpha*");
+        s.add_manager(BETA, "Beta#pass", "real\\beta*");
+        s.add_group("real\\alpha", "USD");
+        s.add_group("real\\beta", "USD");
+        for i in 0..5 {
+            s.add_account(
+                7100 + i,
+                "real\\alpha",
+                "Alpha Client",
+                "100.00",
+                "0.00",
+                "0.00",
+            );
+            s.add_account(
+                7200 + i,
+                "real\\beta",
+                "Beta Client",
+                "200.00",
+                "0.00",
+                "0.00",
+            );
+        }
+    });
+    let app = spawn_on(path).await;
+    let a = app.register_owner().await;
+    let b = app.register_owner().await;
+    // Each tenant holds CRM accounts for its own logins and, as bait, for the other's.
+    let a_own = crm_accounts(&a, &[7100, 7101, 7102, 7103, 7104]).await;
+    let a_bait = crm_accounts(&a, &[7200]).await;
+    let b_own = crm_accounts(&b, &[7200, 7201, 7202, 7203, 7204]).await;
+    let b_bait = crm_accounts(&b, &[7100]).await;
+    configure_manager(&a, &sim.url, ALPHA, "Alpha#pass").await;
+    configure_manager(&b, &sim.url, BETA, "Beta#pass").await;
+    let (_, t) = a.get(&format!("/v1/accounts/{}", a_own[0])).await;
+    let a_trader = t["traderId"].as_str().unwrap().to_string();
+    let (_, t) = b.get(&format!("/v1/accounts/{}", b_own[0])).await;
+    let b_trader = t["traderId"].as_str().unwrap().to_string();
+
+    for round in 0..3 {
+        settle_deposit(&a, &a_trader, &a_own[0], "11.00").await;
+        settle_deposit(&b, &b_trader, &b_own[0], "21.00").await;
+        let (sa, sb, ta, tb, pushed) = tokio::join!(
+            a.post("/v1/integrations/sync", json!({})),
+            b.post("/v1/integrations/sync", json!({})),
+            a.post("/v1/integrations/configs/mt5/test", json!({})),
+            b.post("/v1/integrations/configs/mt5/test", json!({})),
+            pushes::run_once(&app.state),
+        );
+        for (who, (s, r)) in [("alpha", sa), ("beta", sb)] {
+            assert_eq!(s, StatusCode::OK, "round {round} {who}: {r}");
+            let mt5 = &r["data"][0];
+            assert_eq!(mt5["errors"], json!([]), "round {round} {who}: {r}");
+            // Five accounts of its own matched; the bait login is invisible to its manager.
+            assert_eq!(
+                (mt5["accounts"].as_i64(), mt5["unmatched"].as_i64()),
+                (Some(5), Some(0)),
+                "round {round} {who}: {r}"
+            );
+        }
+        for (who, (s, r)) in [("alpha", ta), ("beta", tb)] {
+            assert_eq!(
+                (s, r["ok"].as_bool()),
+                (StatusCode::OK, Some(true)),
+                "round {round} {who}: {r}"
+            );
+        }
+        pushed.unwrap();
+    }
+    // Pushes left over by a sync that held the queue's lease go now.
+    while pushes::run_once(&app.state).await.unwrap() > 0 {}
+
+    // Each tenant's accounts carry its own server figures; the bait was never touched.
+    let (_, acc) = a.get(&format!("/v1/accounts/{}", a_own[1])).await;
+    assert_eq!(acc["balance"], "100.00", "{acc}");
+    let (_, acc) = b.get(&format!("/v1/accounts/{}", b_own[1])).await;
+    assert_eq!(acc["balance"], "200.00", "{acc}");
+    for (m, id) in [(&a, &a_bait[0]), (&b, &b_bait[0])] {
+        let (_, acc) = m.get(&format!("/v1/accounts/{id}")).await;
+        assert!(
+            acc["balance"] == "0" || acc["balance"] == "0.00",
+            "another manager's account is never read: {acc}"
+        );
+    }
+    // Each deposit reached its own tenant's login, once per settlement.
+    sim.with(|s| {
+        assert_eq!(
+            s.balance_deals(7100).len(),
+            3,
+            "{:?}",
+            s.balance_deals(7100)
+        );
+        assert_eq!(
+            s.balance_deals(7200).len(),
+            3,
+            "{:?}",
+            s.balance_deals(7200)
+        );
+        let log = s.requests();
+        assert!(
+            log.iter().all(|r| r.status == 200),
+            "every command found its session: {:?}",
+            log.iter().filter(|r| r.status != 200).collect::<Vec<_>>()
+        );
+        // A connection carries one manager's session and nothing else.
+        let mut owner_of: std::collections::HashMap<u64, u64> = Default::default();
+        for r in &log {
+            let manager = match r.path.as_str() {
+                "/api/auth/start" => r.param("login").and_then(|l| l.parse().ok()),
+                _ => r.manager,
+            };
+            let Some(m) = manager else { continue };
+            let first = *owner_of.entry(r.conn).or_insert(m);
+            assert_eq!(
+                first, m,
+                "connection {} used by managers {first} and {m}",
+                r.conn
+            );
+        }
+        assert!(owner_of.values().any(|m| *m == ALPHA) && owner_of.values().any(|m| *m == BETA));
+    });
+}
+
+#[tokio::test]
+async fn a_dropped_connection_means_a_new_handshake() {
+    dropped_connection(Path::Wasm).await;
+}
+
+#[tokio::test]
+async fn the_native_connector_makes_a_new_handshake_after_a_dropped_connection() {
+    dropped_connection(Path::Native).await;
+}
+
+async fn dropped_connection(path: Path) {
+    let sim = Mt5Sim::start(MANAGER, PASSWORD).await;
+    sim.with(|s| {
+        s.add_group(GROUP, "USD");
+        s.add_account(5201, GROUP, "Dropped", "10.00", "0.00", "0.00");
+    });
+    let app = spawn_on(path).await;
+    let owner = app.register_owner().await;
+    crm_accounts(&owner, &[5201]).await;
+    configure(&owner, &sim.url, PASSWORD, json!({})).await;
+    let (_, r) = owner.post("/v1/integrations/sync", json!({})).await;
+    assert_eq!(r["data"][0]["errors"], json!([]), "{r}");
+    // The server drops every connection (idle timeout, restart): the next run opens a new
+    // connection and authenticates on it.
+    sim.with(|s| s.drop_connections());
+    let starts = sim.with(|s| s.hits("/api/auth/start"));
+    let (_, r) = owner.post("/v1/integrations/sync", json!({})).await;
+    assert_eq!(r["data"][0]["errors"], json!([]), "{r}");
+    assert_eq!(r["data"][0]["accounts"], 1, "{r}");
+    assert_eq!(sim.with(|s| s.hits("/api/auth/start")) - starts, 1);
+}
+
+#[tokio::test]
+async fn a_refused_balance_operation_is_reported_and_not_retried_under_a_new_session() {
+    use lumire_engine::integrations::pushes;
+    let sim = Mt5Sim::start(MANAGER, PASSWORD).await;
+    sim.with(|s| {
+        s.add_group(GROUP, "USD");
+        s.add_account(6101, GROUP, "No Rights", "0.00", "0.00", "0.00");
+        // The manager may read but not move money: retcode 8 on trade/balance.
+        s.deny_balance(MANAGER);
+    });
+    let app = spawn().await;
+    let owner = app.register_owner().await;
+    let ids = crm_accounts(&owner, &[6101]).await;
+    let (_, acc) = owner.get(&format!("/v1/accounts/{}", ids[0])).await;
+    configure(&owner, &sim.url, PASSWORD, json!({})).await;
+    let dep = settle_deposit(&owner, acc["traderId"].as_str().unwrap(), &ids[0], "10.00").await;
+    assert_eq!(pushes::run_once(&app.state).await.unwrap(), 1);
+    let (_, q) = owner
+        .get(&format!("/v1/integrations/pushes?referenceId={dep}"))
+        .await;
+    assert_eq!(q["data"][0]["status"], "failed", "{q}");
+    let e = q["data"][0]["lastError"].as_str().unwrap();
+    assert!(
+        e.contains("8 Not enough permissions") && e.starts_with("rejected"),
+        "{q}"
+    );
+    sim.with(|s| {
+        assert_eq!(s.hits("/api/auth/start"), 1, "no second handshake");
+        assert_eq!(s.hits("/api/trade/balance"), 1, "not repeated");
+        assert!(s.balance_deals(6101).is_empty());
+    });
+}
+
+#[tokio::test]
+async fn an_account_without_trades_since_the_server_started_gets_its_balance() {
+    let sim = Mt5Sim::start(MANAGER, PASSWORD).await;
+    sim.with(|s| {
+        s.add_group(GROUP, "USD");
+        s.add_account(5301, GROUP, "Idle", "321.45", "10.00", "0.00");
+        s.set_active(5301, false);
+    });
+    let app = spawn().await;
+    let owner = app.register_owner().await;
+    let ids = crm_accounts(&owner, &[5301]).await;
+    configure(&owner, &sim.url, PASSWORD, json!({})).await;
+    let (_, r) = owner.post("/v1/integrations/sync", json!({})).await;
+    assert_eq!(r["data"][0]["errors"], json!([]), "{r}");
+    let (_, a) = owner.get(&format!("/v1/accounts/{}", ids[0])).await;
+    assert_eq!(
+        (a["balance"].as_str(), a["equity"].as_str()),
+        (Some("321.45"), Some("331.45")),
+        "{a}"
+    );
+    assert_eq!(sim.with(|s| s.hits("/api/user/account/get_batch")), 1);
+}
+
+#[tokio::test]
+async fn self_signed_and_private_ca_servers_are_trusted_only_as_configured() {
+    let sim = Mt5Sim::start_with(SimOptions {
+        tls: Some(SimTls::SelfSigned),
+        ..SimOptions::default()
+    })
+    .await;
+    sim.with(|s| s.add_manager(MANAGER, PASSWORD, "*"));
+    assert!(sim.url.starts_with("https://"), "{}", sim.url);
+    let app = spawn().await;
+    let owner = app.register_owner().await;
+
+    // No trust given: the public roots do not know it.
+    configure(&owner, &sim.url, PASSWORD, json!({})).await;
+    let r = test_connection(&owner).await;
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(
+        r["message"].as_str().unwrap().starts_with("unavailable"),
+        "{r}"
+    );
+    // The certificate itself as the trust, then its pin.
+    let ca = sim.ca_pem.clone().unwrap();
+    let pin = sim.cert_sha256.clone().unwrap();
+    configure(&owner, &sim.url, PASSWORD, json!({"tls_ca_cert": ca})).await;
+    assert_eq!(test_connection(&owner).await["ok"], true);
+    configure(
+        &owner,
+        &sim.url,
+        PASSWORD,
+        json!({"tls_cert_sha256": pin.to_uppercase()}),
+    )
+    .await;
+    assert_eq!(test_connection(&owner).await["ok"], true);
+    // Another pin: refused, and the server's fingerprint is named.
+    configure(
+        &owner,
+        &sim.url,
+        PASSWORD,
+        json!({"tls_cert_sha256": "ab".repeat(32)}),
+    )
+    .await;
+    let r = test_connection(&owner).await;
+    assert_eq!(r["ok"], false, "{r}");
+    assert!(r["message"].as_str().unwrap().contains(&pin), "{r}");
+
+    // A private CA: trusting the CA is enough.
+    let private = Mt5Sim::start_with(SimOptions {
+        tls: Some(SimTls::PrivateCa),
+        ..SimOptions::default()
+    })
+    .await;
+    private.with(|s| s.add_manager(MANAGER, PASSWORD, "*"));
+    let other = app.register_owner().await;
+    configure(
+        &other,
+        &private.url,
+        PASSWORD,
+        json!({"tls_ca_cert": private.ca_pem.clone().unwrap()}),
+    )
+    .await;
+    assert_eq!(test_connection(&other).await["ok"], true);
+    // The first server's certificate is no trust for the second.
+    configure(&other, &private.url, PASSWORD, json!({"tls_ca_cert": ca})).await;
+    assert_eq!(test_connection(&other).await["ok"], false);
+
+    // Unreadable trust settings are refused when saved, naming the field; nothing changes.
+    for (extra, field) in [
+        (
+            json!({"tls_ca_cert": "not a certificate"}),
+            "credentials.tls_ca_cert",
+        ),
+        (
+            json!({"tls_cert_sha256": "abc"}),
+            "credentials.tls_cert_sha256",
+        ),
+    ] {
+        let mut credentials = json!({"login": MANAGER.to_string(), "password": PASSWORD});
+        credentials
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (s, b) = other
+            .post(
+                "/v1/integrations/configs",
+                json!({"platform": "mt5", "label": "MT5", "endpoint": private.url, "credentials": credentials}),
+            )
+            .await;
+        lumire_tests::assert_field_error(s, &b, field);
+    }
+    assert_eq!(
+        test_connection(&other).await["ok"],
+        false,
+        "the last good configuration stays"
+    );
+}
+
+#[tokio::test]
+async fn the_native_connector_trusts_a_private_ca() {
+    let sim = Mt5Sim::start_with(SimOptions {
+        tls: Some(SimTls::PrivateCa),
+        ..SimOptions::default()
+    })
+    .await;
+    sim.with(|s| s.add_manager(MANAGER, PASSWORD, "*"));
+    let app = spawn_on(Path::Native).await;
+    let owner = app.register_owner().await;
+    configure(&owner, &sim.url, PASSWORD, json!({})).await;
+    assert_eq!(test_connection(&owner).await["ok"], false);
+    configure(
+        &owner,
+        &sim.url,
+        PASSWORD,
+        json!({"tls_ca_cert": sim.ca_pem.clone().unwrap()}),
+    )
+    .await;
+    let r = test_connection(&owner).await;
+    assert_eq!(r["ok"], true, "{r}");
+}
+
+#[tokio::test]
+async fn times_are_converted_from_a_server_at_utc_plus_two() {
+    server_time_zone(120).await;
+}
+
+#[tokio::test]
+async fn times_are_converted_from_a_server_at_utc_minus_five() {
+    server_time_zone(-300).await;
+}
+
+/// A closed position just after the last sync is reported by the next one with its UTC
+/// times, whichever side of UTC the server's clock is.
+async fn server_time_zone(minutes: i32) {
+    let sim = Mt5Sim::start_with(SimOptions {
+        server_tz_minutes: minutes,
+        ..SimOptions::default()
+    })
+    .await;
+    let now = chrono::Utc::now().timestamp();
+    sim.with(|s| {
+        s.add_manager(MANAGER, PASSWORD, "*");
+        s.add_group(GROUP, "USD");
+        s.add_account(5401, GROUP, "Zoned", "100.00", "0.00", "0.00");
+        s.add_closed(
+            5401,
+            8401,
+            "EURUSD",
+            0,
+            "0.10",
+            ("1.10000", now - 7_200),
+            ("1.10100", now - 3_600),
+            "10.00",
+            "-0.50",
+            "0.00",
+        );
+        s.add_position(
+            5401,
+            9401,
+            "EURUSD",
+            1,
+            "0.20",
+            "1.10000",
+            "1.00",
+            "0.00",
+            now - 600,
+        );
+    });
+    let app = spawn().await;
+    let owner = app.register_owner().await;
+    crm_accounts(&owner, &[5401]).await;
+    configure(&owner, &sim.url, PASSWORD, json!({})).await;
+    let (_, r) = owner.post("/v1/integrations/sync", json!({})).await;
+    assert_eq!(r["data"][0]["errors"], json!([]), "{r}");
+    let rfc = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string()
+    };
+    let (_, p) = owner.get("/v1/integrations/positions?status=closed").await;
+    assert_eq!(p["data"].as_array().unwrap().len(), 1, "{p}");
+    assert!(
+        p["data"][0]["closedAt"]
+            .as_str()
+            .unwrap()
+            .starts_with(&rfc(now - 3_600)),
+        "{p}"
+    );
+    assert!(
+        p["data"][0]["openedAt"]
+            .as_str()
+            .unwrap()
+            .starts_with(&rfc(now - 7_200)),
+        "{p}"
+    );
+    let (_, p) = owner.get("/v1/integrations/positions?status=open").await;
+    assert!(
+        p["data"][0]["openedAt"]
+            .as_str()
+            .unwrap()
+            .starts_with(&rfc(now - 600)),
+        "{p}"
+    );
+
+    // Closed two seconds after the sync: the next sync's window starts at the last sync.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let closed_at = chrono::Utc::now().timestamp() + 1;
+    sim.with(|s| {
+        s.add_closed(
+            5401,
+            8402,
+            "GBPUSD",
+            1,
+            "0.30",
+            ("1.27000", closed_at - 60),
+            ("1.26900", closed_at),
+            "30.00",
+            "-1.00",
+            "0.00",
+        )
+    });
+    let (_, r) = owner.post("/v1/integrations/sync", json!({})).await;
+    assert_eq!(r["data"][0]["errors"], json!([]), "{r}");
+    let (_, p) = owner.get("/v1/integrations/positions?status=closed").await;
+    let list = p["data"].as_array().unwrap();
+    assert_eq!(list.len(), 2, "{p}");
+    let new = list
+        .iter()
+        .find(|x| x["externalId"] == "8402")
+        .expect("reported");
+    assert!(
+        new["closedAt"]
+            .as_str()
+            .unwrap()
+            .starts_with(&rfc(closed_at)),
+        "{p}"
+    );
+}
+
+#[tokio::test]
+async fn closed_positions_keep_volume_ext_and_a_netting_reversal_is_two_positions() {
+    let sim = Mt5Sim::start(MANAGER, PASSWORD).await;
+    let now = chrono::Utc::now().timestamp();
+    let reversal = sim.with(|s| {
+        s.add_group(GROUP, "USD");
+        s.add_account(5501, GROUP, "Netting", "1000.00", "0.00", "0.00");
+        s.add_closed(
+            5501,
+            8501,
+            "BTCUSD",
+            0,
+            "0.12345678",
+            ("60000.00", now - 7_200),
+            ("60100.00", now - 7_000),
+            "12.35",
+            "0.00",
+            "0.00",
+        );
+        // Buy 1 lot, sell 3 (closes 1, opens 2 short), buy 2 back.
+        s.add_deal_in(
+            5501,
+            8600,
+            "EURUSD",
+            0,
+            "1.00",
+            ("1.10000", now - 3_000),
+            "-1.00",
+        );
+        let rev = s.add_netting_reversal(
+            5501,
+            8600,
+            "EURUSD",
+            "3.00",
+            ("1.10500", now - 2_000),
+            "50.00",
+            "-3.00",
+        );
+        s.add_deal_out(
+            5501,
+            8600,
+            "EURUSD",
+            "2.00",
+            ("1.10300", now - 1_000),
+            "40.00",
+            "-2.00",
+            "0.00",
+        );
+        rev
+    });
+    let app = spawn().await;
+    let owner = app.register_owner().await;
+    crm_accounts(&owner, &[5501]).await;
+    configure(&owner, &sim.url, PASSWORD, json!({})).await;
+    let (_, r) = owner.post("/v1/integrations/sync", json!({})).await;
+    assert_eq!(r["data"][0]["errors"], json!([]), "{r}");
+    let (_, p) = owner.get("/v1/integrations/positions?status=closed").await;
+    let list = p["data"].as_array().unwrap();
+    let by_id = |id: &str| list.iter().find(|x| x["externalId"] == id).cloned();
+    let btc = by_id("8501").expect("btc");
+    assert_eq!(btc["volume"], "0.12345678", "{p}");
+    let first = by_id(&format!("8600-{reversal}")).expect("the leg the reversal closed");
+    assert_eq!(
+        (
+            first["side"].as_str(),
+            first["volume"].as_str(),
+            first["openPrice"].as_str(),
+            first["closePrice"].as_str(),
+            first["profit"].as_str()
+        ),
+        (
+            Some("buy"),
+            Some("1.00"),
+            Some("1.10000"),
+            Some("1.10500"),
+            Some("50.00")
+        ),
+        "{p}"
+    );
+    let second = by_id("8600").expect("the opposite leg");
+    assert_eq!(
+        (
+            second["side"].as_str(),
+            second["volume"].as_str(),
+            second["openPrice"].as_str(),
+            second["closePrice"].as_str(),
+            second["profit"].as_str()
+        ),
+        (
+            Some("sell"),
+            Some("2.00"),
+            Some("1.10500"),
+            Some("1.10300"),
+            Some("40.00")
+        ),
+        "{p}"
+    );
+    assert_eq!(list.len(), 3, "{p}");
 }
