@@ -385,3 +385,45 @@ async fn list_pages_newest_first() {
     assert_eq!(p2["data"][0]["id"], json!(ids[0]));
     assert!(p2["next_cursor"].is_null());
 }
+
+#[tokio::test]
+async fn an_api_key_cannot_touch_what_guards_the_account() {
+    let app = TestApp::spawn().await;
+    let owner = app.register_owner().await;
+    let (_, key) = create_key(&owner, json!(["*"])).await;
+    let bot = owner.with_bearer(&key);
+    let (_, sessions) = owner.get("/v1/auth/sessions").await;
+    let session_id = sessions["data"][0]["id"].as_str().unwrap().to_string();
+    for (method, path) in [
+        ("POST", "/v1/auth/totp/enroll".to_string()),
+        ("POST", "/v1/auth/totp/verify".to_string()),
+        ("POST", "/v1/auth/sessions/revoke-all".to_string()),
+        ("DELETE", format!("/v1/auth/sessions/{session_id}")),
+        ("POST", "/v1/auth/passkeys/register/start".to_string()),
+    ] {
+        let (s, b) = match method {
+            "POST" => bot.post(&path, json!({"code": "123456"})).await,
+            _ => bot.delete(&path).await,
+        };
+        assert_eq!(s, StatusCode::FORBIDDEN, "{method} {path}: {b}");
+        assert!(
+            b["code"] == "session_required"
+                || b["detail"].as_str().unwrap_or("").contains("API key"),
+            "{method} {path}: {b}"
+        );
+    }
+    // The owner's session and login are untouched: no TOTP was enrolled, the session lives.
+    let (s, me) = owner.get("/v1/auth/me").await;
+    assert_eq!(s, StatusCode::OK, "{me}");
+    let (s, b) = app
+        .anonymous()
+        .post(
+            "/v1/auth/login",
+            json!({"email": owner.email, "password": lumire_tests::PASSWORD, "tenantSlug": owner.slug}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    // A session still may.
+    let (s, b) = owner.post("/v1/auth/totp/enroll", json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}

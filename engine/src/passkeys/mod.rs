@@ -17,6 +17,7 @@ pub fn routes(api: &mut Api) {
             "postAuthPasskeysRegisterStart",
             "webauthn",
         )
+        .session_only()
         .summary("Begin enrolling a passkey on the current user: returns the options for navigator.credentials.create() and a challengeId (valid 5 minutes, single use). Session only: API keys and impersonating operators get 403.")
         .action()
         .staff(ANY_MEMBER)
@@ -29,6 +30,7 @@ pub fn routes(api: &mut Api) {
             "postAuthPasskeysRegisterFinish",
             "webauthn",
         )
+        .session_only()
         .summary("Verify the browser's new credential and store the passkey. challengeId is optional (default: the user's newest pending registration); label overrides the one given at start. The challenge is spent by the first attempt, even a refused one.")
         .staff(ANY_MEMBER)
         .body(r#"{"label":"MacBook Touch ID","challengeId":"01J0TENANT0000000000000000.01J0CHALLENGE0000000000000","response":{"id":"...","rawId":"...","type":"public-key","response":{"attestationObject":"...","clientDataJSON":"..."}}}"#),
@@ -42,6 +44,7 @@ pub fn routes(api: &mut Api) {
     );
     api.add(
         Op::delete("/v1/auth/passkeys/{id}", "deleteAuthPasskeysId", "webauthn")
+            .session_only()
             .summary(
                 "Remove one of the current user's passkeys (another user's or tenant's id is 404).",
             )
