@@ -10,11 +10,40 @@ use crate::http::validate::{Validator, is_currency};
 /// Enough for fiat cents and crypto satoshis; more digits would be noise from a float somewhere.
 pub const MAX_SCALE: u32 = 8;
 
+/// Digits an amount's integer part may have: every amount the API takes is below 10^15 units
+/// of its currency (a quadrillion), in any currency. Sums of such amounts stay far inside
+/// `Decimal`'s range (about 7.9 × 10^28), and the ledger adds with checked arithmetic anyway.
+pub const MAX_INTEGER_DIGITS: usize = 15;
+
+/// Whether a decimal string is in the canonical form the API takes: `-?digits(.digits)?`, no
+/// leading zeros (`0.5` yes, `00.5` and `010` no), no sign on zero's behalf, at most
+/// [`MAX_INTEGER_DIGITS`] integer digits. The error says what is wrong.
+pub fn canonical(s: &str) -> Result<(), MoneyError> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    let (int, frac) = match digits.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (digits, None),
+    };
+    let all_digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(int) || frac.is_some_and(|f| !all_digits(f)) {
+        return Err(MoneyError::NotDecimal);
+    }
+    if int.len() > 1 && int.starts_with('0') {
+        return Err(MoneyError::NotCanonical);
+    }
+    if int.len() > MAX_INTEGER_DIGITS {
+        return Err(MoneyError::TooLarge);
+    }
+    Ok(())
+}
+
 /// Why a money string was refused, phrased for a field error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MoneyError {
     NotDecimal,
+    NotCanonical,
     TooPrecise,
+    TooLarge,
     NotPositive,
 }
 
@@ -25,7 +54,15 @@ impl MoneyError {
                 "must be a decimal string such as \"1250.50\" (no exponent, no thousands separator)"
                     .into()
             }
+            MoneyError::NotCanonical => {
+                "must be written without leading zeros (\"10.50\", not \"010.50\")".into()
+            }
             MoneyError::TooPrecise => format!("at most {MAX_SCALE} decimal places"),
+            MoneyError::TooLarge => {
+                format!(
+                    "must be below 10^{MAX_INTEGER_DIGITS} (at most {MAX_INTEGER_DIGITS} integer digits)"
+                )
+            }
             MoneyError::NotPositive => "must be greater than zero".into(),
         }
     }
@@ -34,15 +71,8 @@ impl MoneyError {
 /// Parses a signed decimal string. Only `-?digits(.digits)?` is accepted: `Decimal::from_str`
 /// alone would also take forms such as `1_000` that no client should send as money.
 pub fn parse(s: &str) -> Result<Decimal, MoneyError> {
-    let digits = s.strip_prefix('-').unwrap_or(s);
-    let (int, frac) = match digits.split_once('.') {
-        Some((i, f)) => (i, Some(f)),
-        None => (digits, None),
-    };
-    let all_digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
-    if !all_digits(int) || frac.is_some_and(|f| !all_digits(f)) {
-        return Err(MoneyError::NotDecimal);
-    }
+    canonical(s)?;
+    let frac = s.split_once('.').map(|(_, f)| f);
     if frac.is_some_and(|f| f.len() > MAX_SCALE as usize) {
         return Err(MoneyError::TooPrecise);
     }
@@ -110,7 +140,8 @@ mod tests {
         assert_eq!(parse("1250.50").map(to_text), Ok("1250.50".into()));
         assert_eq!(parse("-3").map(to_text), Ok("-3".into()));
         assert_eq!(parse("-0.00").map(to_text), Ok("0.00".into()));
-        assert_eq!(parse("007.5").map(to_text), Ok("7.5".into()));
+        // Leading zeros are not silently dropped: the client meant something else.
+        assert_eq!(parse("007.5"), Err(MoneyError::NotCanonical));
         for bad in [
             "", "-", ".5", "5.", "1e5", "1_000", "1,000.00", "+5", " 5", "abc", "NaN", "1.2.3",
         ] {
@@ -119,7 +150,7 @@ mod tests {
         assert_eq!(parse("0.123456789"), Err(MoneyError::TooPrecise));
         assert_eq!(
             parse("99999999999999999999999999999999"),
-            Err(MoneyError::NotDecimal)
+            Err(MoneyError::TooLarge)
         );
     }
 
@@ -128,5 +159,20 @@ mod tests {
         assert!(parse_positive("0.01").is_ok());
         assert_eq!(parse_positive("0"), Err(MoneyError::NotPositive));
         assert_eq!(parse_positive("-1"), Err(MoneyError::NotPositive));
+    }
+
+    #[test]
+    fn only_canonical_bounded_decimals() {
+        assert!(parse("1250.50").is_ok() && parse("0.5").is_ok() && parse("-0.5").is_ok());
+        assert_eq!(parse(" 10"), Err(MoneyError::NotDecimal));
+        assert_eq!(parse("00010"), Err(MoneyError::NotCanonical));
+        assert_eq!(parse("-01"), Err(MoneyError::NotCanonical));
+        assert_eq!(parse("1e3"), Err(MoneyError::NotDecimal));
+        assert!(parse("999999999999999.99").is_ok());
+        assert_eq!(parse("1000000000000000"), Err(MoneyError::TooLarge));
+        assert_eq!(
+            parse("79228162514264337593543950335"),
+            Err(MoneyError::TooLarge)
+        );
     }
 }

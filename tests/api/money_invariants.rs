@@ -415,3 +415,123 @@ async fn random_money_operations_keep_every_invariant() {
         );
     }
 }
+
+/// The amounts that once overflowed `Decimal` (and panicked in the ledger, in bonus
+/// evaluation and in reconciliation) are refused at the edge, naming the field; the largest
+/// amounts accepted settle, earn their bonus and reconcile.
+#[tokio::test]
+async fn amounts_have_bounds_and_the_largest_ones_still_add_up() {
+    let app = TestApp::spawn().await;
+    let owner = app.register_owner().await;
+    let (_, t) = owner
+        .post("/v1/traders", json!({"email": "whale@client.example"}))
+        .await;
+    let trader = t["id"].as_str().unwrap().to_string();
+    let deposit = |amount: &str| json!({"traderId": trader, "kind": "bank_wire", "amount": amount, "currency": "USD"});
+    for bad in [
+        "39600000000000000000000000000",
+        "79228162514264337593543950335",
+        "1000000000000000",
+        " 10",
+        "00010",
+        "1e3",
+    ] {
+        let (s, b) = owner.post("/v1/payments/deposits", deposit(bad)).await;
+        lumire_tests::assert_field_error(s, &b, "amount");
+    }
+    let (_, list) = owner.get("/v1/payments/deposits").await;
+    assert_eq!(list["data"], json!([]), "nothing written: {list}");
+
+    // A 1000 % bonus rule (the most a rule may pay) on the largest deposit would post a bonus
+    // beyond the ledger's bound: the settlement is refused whole (422), nothing written.
+    let (s, rule) = owner
+        .post(
+            "/v1/bonuses",
+            json!({"name": "Whale", "trigger": "deposit", "kind": "percent", "value": "1000", "currency": "USD", "active": true}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{rule}");
+    let (s, b) = owner
+        .post(
+            "/v1/bonuses",
+            json!({"name": "Too much", "trigger": "deposit", "kind": "percent", "value": "1000.01", "currency": "USD", "active": true}),
+        )
+        .await;
+    lumire_tests::assert_field_error(s, &b, "value");
+    let first = expect(
+        &owner,
+        "/v1/payments/deposits",
+        deposit("999999999999999.99"),
+        StatusCode::CREATED,
+    )
+    .await;
+    expect(
+        &owner,
+        "/v1/payments/deposits/approve",
+        json!({"id": first["id"]}),
+        StatusCode::OK,
+    )
+    .await;
+    let b = expect(
+        &owner,
+        "/v1/payments/deposits/settle",
+        json!({"id": first["id"]}),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_eq!(b["code"], "amount_out_of_range", "{b}");
+    let (_, list) = owner.get("/v1/payments/deposits").await;
+    let d = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == first["id"])
+        .cloned()
+        .unwrap();
+    assert_eq!(d["status"], "approved", "{d}");
+    // A 100 % rule instead: three of the largest deposits settle and earn their bonus.
+    let (s, r) = owner
+        .patch(
+            &format!("/v1/bonuses/{}", rule["id"].as_str().unwrap()),
+            json!({"value": "100"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    expect(
+        &owner,
+        "/v1/payments/deposits/settle",
+        json!({"id": first["id"]}),
+        StatusCode::OK,
+    )
+    .await;
+    for _ in 0..2 {
+        let b = expect(
+            &owner,
+            "/v1/payments/deposits",
+            deposit("999999999999999.99"),
+            StatusCode::CREATED,
+        )
+        .await;
+        expect(
+            &owner,
+            "/v1/payments/deposits/approve",
+            json!({"id": b["id"]}),
+            StatusCode::OK,
+        )
+        .await;
+        expect(
+            &owner,
+            "/v1/payments/deposits/settle",
+            json!({"id": b["id"]}),
+            StatusCode::OK,
+        )
+        .await;
+    }
+    let (s, r) = owner.get("/v1/payments/reconciliation").await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let (s, w) = owner
+        .get(&format!("/v1/payments/traders/{trader}/balances"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{w}");
+    assert!(w.to_string().contains("2999999999999999.97"), "{w}");
+}

@@ -104,7 +104,12 @@ pub struct Outcome {
 pub fn bonus_amount(rule: &RuleRow, base: Decimal, currency: &str) -> ApiResult<Decimal> {
     let value = stored(&rule.value)?;
     let raw = if rule.kind == "percent" {
-        (base * value / Decimal::ONE_HUNDRED)
+        base.checked_mul(value)
+            .map(|v| v / Decimal::ONE_HUNDRED)
+            .ok_or_else(|| ApiError::Unprocessable {
+                code: "amount_out_of_range",
+                detail: "The bonus on this amount is beyond what the ledger keeps.".into(),
+            })?
             .round_dp_with_strategy(precision(currency), RoundingStrategy::ToZero)
     } else {
         value

@@ -33,8 +33,8 @@ pub fn amount_field(
     value: Option<&str>,
     currency: &str,
 ) -> Option<Decimal> {
-    let s = v.required(field, value)?;
-    match parse_amount(s, currency) {
+    v.required(field, value)?;
+    match parse_amount(value.unwrap_or_default(), currency) {
         Ok(d) => Some(d),
         Err(msg) => {
             v.fail(field, msg);

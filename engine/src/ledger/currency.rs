@@ -32,6 +32,9 @@ pub fn parse_amount(s: &str, currency: &str) -> Result<rust_decimal::Decimal, St
     if int.is_empty() || !digits(int) || !digits(frac) || (s.contains('.') && frac.is_empty()) {
         return Err("must be a decimal string such as \"1250.50\"".into());
     }
+    if let Err(e) = crate::money::canonical(s) {
+        return Err(e.message());
+    }
     let scale = precision(currency);
     let d = rust_decimal::Decimal::from_str(s).map_err(|_| "is not a valid amount".to_string())?;
     if d.normalize().scale() > scale {
@@ -59,5 +62,8 @@ mod parse_tests {
         assert!(parse_amount("0", "USD").is_err());
         assert!(parse_amount("1.", "USD").is_err());
         assert!(parse_amount("0.00000001", "BTC").is_ok());
+        assert!(parse_amount("00010", "USD").is_err());
+        assert!(parse_amount("1000000000000000", "USD").is_err());
+        assert!(parse_amount("999999999999999.99", "USD").is_ok());
     }
 }

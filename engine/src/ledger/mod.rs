@@ -52,6 +52,9 @@ pub enum LedgerError {
     Concurrent(String),
     #[error("stored amount is not a decimal: {0}")]
     Corrupt(String),
+    /// A posting of 10^15 units or more, or a balance or sum beyond what the ledger keeps.
+    #[error("amount out of range in ledger account {0}")]
+    OutOfRange(String),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -73,6 +76,14 @@ impl From<LedgerError> for ApiError {
             LedgerError::EntryNotFound => ApiError::NotFound("journal entry"),
             LedgerError::UnknownAccount(_) => ApiError::NotFound("ledger account"),
             LedgerError::Precision { .. } => ApiError::field("amount", e.to_string()),
+            LedgerError::OutOfRange(_) => ApiError::Unprocessable {
+                code: "amount_out_of_range",
+                detail: format!(
+                    "The amount, or the balance it would make, is beyond what the ledger keeps (below 10^{} per posting, 10^{} per balance); nothing was written.",
+                    crate::money::MAX_INTEGER_DIGITS,
+                    MAX_BALANCE_DIGITS
+                ),
+            },
             LedgerError::Db(d) => ApiError::from(d),
             other => ApiError::internal(other),
         }
@@ -80,6 +91,14 @@ impl From<LedgerError> for ApiError {
 }
 
 pub type LedgerResult<T> = Result<T, LedgerError>;
+
+/// Integer digits a maintained balance may reach: far beyond any business, far inside
+/// `Decimal`'s range, so no sum the ledger makes can overflow.
+pub const MAX_BALANCE_DIGITS: u32 = 20;
+
+fn in_range(d: Decimal, digits: u32) -> bool {
+    d.abs() < Decimal::from_i128_with_scale(10i128.pow(digits), 0)
+}
 
 /// The house accounts every tenant has, one per currency, created on first use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,8 +282,10 @@ where
     .bind(format!("{}#%", house.code()))
     .fetch_all(exec)
     .await?;
-    rows.iter()
-        .try_fold(Decimal::ZERO, |acc, (b,)| Ok(acc + dec(b)?))
+    rows.iter().try_fold(Decimal::ZERO, |acc, (b,)| {
+        acc.checked_add(dec(b)?)
+            .ok_or_else(|| LedgerError::OutOfRange(house.code().to_string()))
+    })
 }
 
 /// A trader's wallet in one currency; it cannot go below zero.
@@ -336,6 +357,9 @@ fn check_shape(entry: &NewEntry) -> LedgerResult<()> {
         if l.amount.is_zero() {
             return Err(LedgerError::ZeroAmount);
         }
+        if !in_range(l.amount, crate::money::MAX_INTEGER_DIGITS as u32) {
+            return Err(LedgerError::OutOfRange(l.account_id.clone()));
+        }
         let scale = currency::precision(&l.currency);
         if l.amount.normalize().scale() > scale {
             return Err(LedgerError::Precision {
@@ -343,7 +367,10 @@ fn check_shape(entry: &NewEntry) -> LedgerResult<()> {
                 scale,
             });
         }
-        *sums.entry(&l.currency).or_default() += l.amount;
+        let sum = sums.entry(&l.currency).or_default();
+        *sum = sum
+            .checked_add(l.amount)
+            .ok_or_else(|| LedgerError::OutOfRange(l.account_id.clone()))?;
     }
     if let Some((cur, _)) = sums.iter().find(|(_, s)| !s.is_zero()) {
         return Err(LedgerError::Unbalanced((*cur).to_string()));
@@ -431,7 +458,11 @@ async fn insert_postings(
         let Some((acc, _)) = accounts.get_mut(&l.account_id) else {
             return Err(LedgerError::UnknownAccount(l.account_id.clone()));
         };
-        let after = acc.balance + l.amount;
+        let after = acc
+            .balance
+            .checked_add(l.amount)
+            .filter(|b| in_range(*b, MAX_BALANCE_DIGITS))
+            .ok_or_else(|| LedgerError::OutOfRange(acc.id.clone()))?;
         if acc.floor.is_some_and(|floor| after < floor) {
             return Err(LedgerError::InsufficientFunds(acc.id.clone()));
         }

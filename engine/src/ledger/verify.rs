@@ -44,13 +44,20 @@ pub async fn verify(pool: &sqlx::AnyPool, tenant_id: &str) -> LedgerResult<Verif
     for (entry, account, currency, amount, after) in postings {
         let amount = dec(&amount)?;
         let bal = running.entry(account.clone()).or_default();
-        *bal += amount;
+        let Some(next) = bal.checked_add(amount) else {
+            report
+                .problems
+                .push(format!("account {account}: running balance overflows"));
+            continue;
+        };
+        *bal = next;
         if *bal != dec(&after)? {
             report.problems.push(format!(
                 "account {account}: running balance {bal} but posting says {after}"
             ));
         }
-        *per_entry.entry((entry, currency)).or_default() += amount;
+        let sum = per_entry.entry((entry, currency)).or_default();
+        *sum = sum.checked_add(amount).unwrap_or(Decimal::MAX);
     }
     for ((entry, currency), sum) in per_entry {
         if !sum.is_zero() {

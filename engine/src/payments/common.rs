@@ -20,8 +20,9 @@ pub fn amount(
     value: Option<&str>,
     currency: &str,
 ) -> Option<Decimal> {
-    let s = v.required(field, value)?;
-    match parse_amount(s, currency) {
+    v.required(field, value)?;
+    // Untrimmed: " 10" is not an amount a client meant to send.
+    match parse_amount(value.unwrap_or_default(), currency) {
         Ok(d) => Some(d),
         Err(msg) => {
             v.fail(field, msg);

@@ -555,7 +555,13 @@ fn parse_amount(v: &mut Validator, raw: Option<&Value>) -> Option<Decimal> {
             v.fail("amount", "is required");
             return None;
         }
-        Some(Value::String(s)) => s.trim().to_string(),
+        Some(Value::String(s)) => {
+            if let Err(e) = crate::money::canonical(s) {
+                v.fail("amount", e.message());
+                return None;
+            }
+            s.clone()
+        }
         Some(Value::Number(n)) => n.to_string(),
         Some(_) => {
             v.fail("amount", "must be a decimal string such as \"250.50\"");
