@@ -90,6 +90,16 @@ impl ApiError {
         }
     }
 
+    /// A compare-and-set that lost: another request changed the record (`what`, "trader")
+    /// between this one's read and its write, so this one wrote nothing (409
+    /// `concurrent_update`).
+    pub fn lost_race(what: &str) -> Self {
+        ApiError::conflict(
+            "concurrent_update",
+            format!("Another request changed this {what} first; nothing was changed."),
+        )
+    }
+
     pub fn internal(e: impl std::fmt::Display) -> Self {
         ApiError::Internal(e.to_string())
     }
