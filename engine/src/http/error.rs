@@ -100,6 +100,18 @@ impl ApiError {
         )
     }
 
+    /// Whether this is a lost compare-and-set ([`ApiError::lost_race`] or a state machine's),
+    /// which a retry may get past, unlike a refused move.
+    pub fn is_lost_race(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Conflict {
+                code: "concurrent_update",
+                ..
+            }
+        )
+    }
+
     pub fn internal(e: impl std::fmt::Display) -> Self {
         ApiError::Internal(e.to_string())
     }
