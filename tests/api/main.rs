@@ -4,6 +4,7 @@ mod accounts;
 mod admin_traders;
 mod api_keys;
 mod bonuses;
+mod concurrent_transitions;
 mod credit_lines;
 mod customer_rules;
 mod customers;

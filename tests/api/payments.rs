@@ -2,7 +2,7 @@ use lumire_tests::{Member, TestApp, assert_field_error, assert_problem};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-async fn trader(m: &Member) -> String {
+pub(crate) async fn trader(m: &Member) -> String {
     let (s, t) = m
         .post("/v1/traders", json!({"email": format!("{}@client.example", ulid::Ulid::new().to_string().to_lowercase())}))
         .await;
@@ -11,7 +11,7 @@ async fn trader(m: &Member) -> String {
 }
 
 /// Creates, approves and settles a deposit; returns it.
-async fn funded(m: &Member, trader_id: &str, amount: &str, fee: &str) -> Value {
+pub(crate) async fn funded(m: &Member, trader_id: &str, amount: &str, fee: &str) -> Value {
     let (s, d) = m
         .post("/v1/payments/deposits", json!({"traderId": trader_id, "kind": "bank_wire", "amount": amount, "currency": "USD"}))
         .await;
@@ -31,7 +31,7 @@ async fn funded(m: &Member, trader_id: &str, amount: &str, fee: &str) -> Value {
     d
 }
 
-async fn balance(m: &Member, trader_id: &str) -> (String, String) {
+pub(crate) async fn balance(m: &Member, trader_id: &str) -> (String, String) {
     let (s, b) = m
         .get(&format!("/v1/payments/traders/{trader_id}/balances"))
         .await;
@@ -49,7 +49,7 @@ async fn balance(m: &Member, trader_id: &str) -> (String, String) {
     )
 }
 
-async fn ledger_ok(app: &TestApp, tenant: &str) {
+pub(crate) async fn ledger_ok(app: &TestApp, tenant: &str) {
     let report = lumire_engine::ledger::verify(app.db.pool(), tenant)
         .await
         .unwrap();

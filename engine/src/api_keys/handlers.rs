@@ -167,14 +167,20 @@ pub async fn revoke(
         ));
     }
     let before = view_json(&KeyView::from(cur));
-    sqlx::query(
-        "UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
+    let done = sqlx::query(
+        "UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL AND deleted_at IS NULL",
     )
     .bind(&actor.tenant_id)
     .bind(&id)
     .bind(now())
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::conflict(
+            "api_key_revoked",
+            "The API key is already revoked.",
+        ));
+    }
     let view = KeyView::from(load(&mut *tx, &actor.tenant_id, &id).await?);
     let after = view_json(&view);
     events::emit(
@@ -274,15 +280,18 @@ pub async fn delete(
     let cur = load(&mut *tx, &actor.tenant_id, &id).await?;
     let before = view_json(&KeyView::from(cur));
     let ts = now();
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE api_keys SET deleted_at = $3, revoked_at = COALESCE(revoked_at, $3)
-         WHERE tenant_id = $1 AND id = $2",
+         WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
     )
     .bind(&actor.tenant_id)
     .bind(&id)
     .bind(&ts)
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::NotFound("api key"));
+    }
     events::emit(
         &mut tx,
         &actor.tenant_id,

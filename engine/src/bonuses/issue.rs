@@ -417,7 +417,7 @@ pub async fn on_deposit_reversed(
             .await?;
             clawback_entry = Some(entry.ledger_entry_id);
         }
-        sqlx::query(
+        let done = sqlx::query(
             "UPDATE bonus_issuances SET status = 'clawed_back', clawed_back_amount = $3, shortfall = $4, clawback_entry_id = $5, clawed_back_at = $6
              WHERE tenant_id = $1 AND id = $2 AND status = 'issued'",
         )
@@ -429,6 +429,9 @@ pub async fn on_deposit_reversed(
         .bind(now())
         .execute(&mut **tx)
         .await?;
+        if done.rows_affected() != 1 {
+            return Err(ApiError::lost_race("bonus issuance"));
+        }
         let view = load_issuance(tx, tenant, &id).await?;
         let after = to_json(&view);
         events::emit(

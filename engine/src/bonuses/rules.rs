@@ -349,6 +349,7 @@ pub async fn update(
     let mut tx = st.db.begin().await?;
     let cur = load_rule(&mut *tx, &actor.tenant_id, &id).await?;
     let before_view = RuleView::from(cur.clone());
+    let (read_active, read_at) = (cur.active, cur.updated_at.clone());
     let c = Checked {
         name: b.name.unwrap_or(cur.name),
         description: b.description.apply(cur.description),
@@ -364,10 +365,12 @@ pub async fn update(
     let mut v = Validator::new();
     check(&mut v, &c);
     v.finish()?;
-    sqlx::query(
+    // Compare-and-set on the state read (active, last change): the row is written back whole,
+    // so an edit or an activation made meanwhile would be undone; the later request gets 409.
+    let done = sqlx::query(
         "UPDATE bonus_rules SET name = $3, description = $4, trigger_kind = $5, kind = $6, value = $7, max_bonus = $8, min_deposit = $9,
            currency = $10, first_deposit_only = $11, active = $12, updated_at = $13
-         WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+         WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL AND active = $14 AND updated_at = $15",
     )
     .bind(&actor.tenant_id)
     .bind(&id)
@@ -382,8 +385,13 @@ pub async fn update(
     .bind(i64::from(c.first_deposit_only))
     .bind(i64::from(c.active))
     .bind(now())
+    .bind(read_active)
+    .bind(&read_at)
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::lost_race("bonus"));
+    }
     let view = RuleView::from(load_rule(&mut *tx, &actor.tenant_id, &id).await?);
     let (before, after) = (to_json(&before_view), to_json(&view));
     events::emit(
@@ -418,7 +426,7 @@ pub async fn delete(
     let mut tx = st.db.begin().await?;
     let cur = load_rule(&mut *tx, &actor.tenant_id, &id).await?;
     let before = to_json(&RuleView::from(cur));
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE bonus_rules SET deleted_at = $3, active = 0, updated_at = $3 WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
     )
     .bind(&actor.tenant_id)
@@ -426,6 +434,9 @@ pub async fn delete(
     .bind(now())
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::NotFound("bonus"));
+    }
     events::emit(
         &mut tx,
         &actor.tenant_id,

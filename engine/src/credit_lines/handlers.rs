@@ -283,7 +283,7 @@ pub async fn delete(
     }
     let before = to_json(&line.clone().view()?);
     let ts = now();
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE credit_lines SET deleted_at = $3, updated_at = $3 WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
     )
     .bind(&actor.tenant_id)
@@ -291,6 +291,12 @@ pub async fn delete(
     .bind(&ts)
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::conflict(
+            "credit_line_deleted",
+            "This credit line has already been deleted.",
+        ));
+    }
     let after = to_json(&load_line(&mut *tx, &actor.tenant_id, &id).await?.view()?);
     events::emit(
         &mut tx,

@@ -390,11 +390,14 @@ pub async fn update(
         .value()
         .map(|a| i64::from(*a))
         .unwrap_or(cur.is_active);
+    let version = cur.version;
     let (_, before) = view_json(cur);
-    sqlx::query(
+    // Compare-and-set on the version read: the row is written back whole, so an edit (or an
+    // enable/disable) made meanwhile would be undone; the later request gets 409 instead.
+    let done = sqlx::query(
         "UPDATE customer_rules SET name = $3, name_lower = $4, trigger_on = $5, condition_json = $6, source = $7,
            action = $8, params = $9, priority = $10, is_active = $11, version = version + 1, updated_at = $12
-         WHERE tenant_id = $1 AND id = $2",
+         WHERE tenant_id = $1 AND id = $2 AND version = $13 AND deleted_at IS NULL",
     )
     .bind(&actor.tenant_id)
     .bind(&id)
@@ -408,8 +411,12 @@ pub async fn update(
     .bind(priority)
     .bind(is_active)
     .bind(now())
+    .bind(version)
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::lost_race("customer rule"));
+    }
     let (view, after) = view_json(load(&mut tx, &actor.tenant_id, &id).await?);
     events::emit(
         &mut tx,
@@ -441,12 +448,17 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let mut tx = st.db.begin().await?;
     let (_, before) = view_json(load(&mut tx, &actor.tenant_id, &id).await?);
-    sqlx::query("UPDATE customer_rules SET deleted_at = $3, updated_at = $3 WHERE tenant_id = $1 AND id = $2")
-        .bind(&actor.tenant_id)
-        .bind(&id)
-        .bind(now())
-        .execute(&mut *tx)
-        .await?;
+    let done = sqlx::query(
+        "UPDATE customer_rules SET deleted_at = $3, updated_at = $3 WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+    )
+    .bind(&actor.tenant_id)
+    .bind(&id)
+    .bind(now())
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::NotFound("customer rule"));
+    }
     events::emit(
         &mut tx,
         &actor.tenant_id,

@@ -93,6 +93,28 @@ impl ApiError {
         }
     }
 
+    /// A compare-and-set that lost: another request changed the record (`what`, "trader")
+    /// between this one's read and its write, so this one wrote nothing (409
+    /// `concurrent_update`).
+    pub fn lost_race(what: &str) -> Self {
+        ApiError::conflict(
+            "concurrent_update",
+            format!("Another request changed this {what} first; nothing was changed."),
+        )
+    }
+
+    /// Whether this is a lost compare-and-set ([`ApiError::lost_race`] or a state machine's),
+    /// which a retry may get past, unlike a refused move.
+    pub fn is_lost_race(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Conflict {
+                code: "concurrent_update",
+                ..
+            }
+        )
+    }
+
     pub fn internal(e: impl std::fmt::Display) -> Self {
         ApiError::Internal(e.to_string())
     }

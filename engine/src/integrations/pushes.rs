@@ -140,7 +140,7 @@ pub async fn run_once(st: &AppState) -> ApiResult<usize> {
             continue;
         }
         attempted += 1;
-        push(st, &tenant_id, &id).await?;
+        push(st, &tenant_id, &id, &lease).await?;
     }
     Ok(attempted)
 }
@@ -156,7 +156,11 @@ async fn load(st: &AppState, tenant_id: &str, id: &str) -> ApiResult<PushRow> {
     row.ok_or(ApiError::NotFound("push"))
 }
 
-async fn push(st: &AppState, tenant_id: &str, id: &str) -> ApiResult<()> {
+/// Makes one attempt under the lease this worker claimed (`lease`) and records its outcome,
+/// unless the lease was lost meanwhile (it ran out and another worker claimed the row): then
+/// the lease's new holder records its own outcome, and the push's comment keeps the platform
+/// from applying the operation twice.
+async fn push(st: &AppState, tenant_id: &str, id: &str, lease: &str) -> ApiResult<()> {
     let p = load(st, tenant_id, id).await?;
     let outcome = attempt(st, &p).await;
     let attempts = p.attempts + 1;
@@ -171,10 +175,10 @@ async fn push(st: &AppState, tenant_id: &str, id: &str) -> ApiResult<()> {
             fmt_time(Utc::now() + chrono::Duration::seconds(backoff_secs(attempts))),
         ),
     };
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE connector_pushes SET status = $3, attempts = $4, last_error = $5, deal_id = COALESCE($6, deal_id),
            next_attempt_at = $7, lease_until = NULL, updated_at = $8
-         WHERE tenant_id = $1 AND id = $2",
+         WHERE tenant_id = $1 AND id = $2 AND lease_until = $9",
     )
     .bind(tenant_id)
     .bind(id)
@@ -184,8 +188,18 @@ async fn push(st: &AppState, tenant_id: &str, id: &str) -> ApiResult<()> {
     .bind(&deal)
     .bind(&next)
     .bind(&ts)
+    .bind(lease)
     .execute(st.db.pool())
     .await?;
+    if done.rows_affected() != 1 {
+        tracing::warn!(
+            tenant_id,
+            push = id,
+            status,
+            "balance push outcome dropped: lease lost"
+        );
+        return Ok(());
+    }
     if let Some(e) = &error {
         tracing::warn!(tenant_id, push = id, status, error = %e, "balance push failed");
     }
@@ -262,16 +276,22 @@ pub async fn retry(
         ));
     }
     let mut tx = st.db.begin().await?;
-    sqlx::query(
+    // Compare-and-set on the status read above: of racing retries one re-queues the push (and
+    // is audited), the others get 409.
+    let done = sqlx::query(
         "UPDATE connector_pushes SET status = 'pending', next_attempt_at = $3, attempts = CASE WHEN status = 'dead' THEN $4 ELSE attempts END, updated_at = $3
-         WHERE tenant_id = $1 AND id = $2 AND status IN ('failed', 'dead')",
+         WHERE tenant_id = $1 AND id = $2 AND status = $5",
     )
     .bind(&actor.tenant_id)
     .bind(&id)
     .bind(now())
     .bind(MAX_ATTEMPTS - 1)
+    .bind(&p.status)
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::lost_race("push"));
+    }
     audit::record(
         &mut tx,
         &actor,

@@ -1,4 +1,5 @@
-//! Deposits: pending → approved → settled → reversed, with pending|approved → rejected.
+//! Deposits: pending → approved → settled → reversed, with pending|approved → rejected; every
+//! move goes through the shared approval state machine (`approval`), as a compare-and-set.
 //! Settlement posts one balanced ledger entry: the trader's wallet gains the net, the fees
 //! account the fee, and the cash account (money held at banks and providers) gives the gross.
 
@@ -11,6 +12,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::approval::{self, Action, Claimed, Column, Flow, Record};
 use super::common::{self, Movement, SettleBody};
 use super::model::{DEPOSIT_COLUMNS, DepositRow, DepositView, KINDS, load_deposit};
 use crate::app::AppState;
@@ -164,15 +166,46 @@ async fn finish(
     Ok(view)
 }
 
+/// Announces a move the transaction made (its event and audit entry) and returns the deposit
+/// as it now stands.
+async fn announce(
+    tx: &mut Tx,
+    actor: &Actor,
+    id: &str,
+    claimed: Claimed,
+    before: &Value,
+) -> ApiResult<DepositView> {
+    let view = DepositView::from(load_deposit(&mut **tx, &actor.tenant_id, id).await?);
+    let after = serde_json::to_value(&view).unwrap_or(Value::Null);
+    claimed.record(tx, actor, id, before, &after).await?;
+    Ok(view)
+}
+
 fn snapshot(row: &DepositRow) -> Value {
     serde_json::to_value(DepositView::from(row.clone())).unwrap_or(Value::Null)
 }
 
-fn illegal(row: &DepositRow, action: &str) -> ApiError {
-    ApiError::conflict(
-        "invalid_state",
-        format!("A {} deposit cannot be {action}.", row.status),
-    )
+/// The deposit as the state machine sees it.
+fn machine(row: &DepositRow) -> Record<'_> {
+    Record {
+        flow: Flow::Deposit,
+        id: &row.id,
+        status: &row.status,
+        needs_dual_control: false,
+        created_by: row.created_by.as_deref(),
+        first_approved_by: None,
+    }
+}
+
+/// The answer to an action the deposit's state does not allow, for checks made before the
+/// move (the state machine gives the same one).
+fn illegal(row: &DepositRow, action: Action) -> ApiError {
+    approval::TransitionError::Illegal {
+        flow: Flow::Deposit,
+        status: row.status.clone(),
+        action,
+    }
+    .into()
 }
 
 #[derive(Deserialize)]
@@ -189,31 +222,16 @@ pub(super) async fn approve_one(
     notes: Option<&str>,
 ) -> ApiResult<DepositView> {
     let row = load_deposit(&mut **tx, &actor.tenant_id, id).await?;
-    if row.status != "pending" {
-        return Err(illegal(&row, "approved"));
-    }
     let before = snapshot(&row);
-    let ts = now();
-    sqlx::query(
-        "UPDATE deposits SET status = 'approved', approved_by = $3, approved_at = $4, notes = COALESCE($5, notes), updated_at = $4
-         WHERE tenant_id = $1 AND id = $2 AND status = 'pending'",
-    )
-    .bind(&actor.tenant_id)
-    .bind(id)
-    .bind(actor.user_id.as_deref())
-    .bind(&ts)
-    .bind(notes)
-    .execute(&mut **tx)
-    .await?;
-    finish(
+    let claimed = approval::transition(
         tx,
         actor,
-        id,
-        "deposit.approved",
-        "deposit.approve",
-        Some(&before),
+        &machine(&row),
+        Action::Approve,
+        vec![Column::Keep("notes", notes.map(str::to_string))],
     )
-    .await
+    .await?;
+    announce(tx, actor, id, claimed, &before).await
 }
 
 pub async fn approve(
@@ -299,26 +317,16 @@ pub(super) async fn reject_in(
     reason: &str,
 ) -> ApiResult<DepositView> {
     let row = load_deposit(&mut **tx, &actor.tenant_id, id).await?;
-    if row.status != "pending" && row.status != "approved" {
-        return Err(illegal(&row, "rejected"));
-    }
     let before = snapshot(&row);
-    sqlx::query("UPDATE deposits SET status = 'rejected', reject_reason = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2")
-        .bind(&actor.tenant_id)
-        .bind(id)
-        .bind(reason)
-        .bind(now())
-        .execute(&mut **tx)
-        .await?;
-    finish(
+    let claimed = approval::transition(
         tx,
         actor,
-        id,
-        "deposit.rejected",
-        "deposit.reject",
-        Some(&before),
+        &machine(&row),
+        Action::Reject,
+        vec![Column::Set("reject_reason", Param::Text(reason.into()))],
     )
-    .await
+    .await?;
+    announce(tx, actor, id, claimed, &before).await
 }
 
 /// Posts the settlement and moves the deposit to settled. `gross` is what actually arrived.
@@ -344,9 +352,8 @@ pub(super) async fn settle_in(
     partial: Option<(Decimal, Option<&str>)>,
 ) -> ApiResult<DepositView> {
     let row = load_deposit(&mut **tx, &actor.tenant_id, id).await?;
-    if row.status != "approved" {
-        return Err(illegal(&row, "settled"));
-    }
+    // Checked before the figures, so a deposit in the wrong state is a 409 whatever the body.
+    approval::find(&machine(&row), Action::Settle, actor.user_id.as_deref())?;
     let requested = ledger::dec(&row.amount).map_err(ApiError::from)?;
     let gross = match partial {
         Some((g, _)) if g >= requested => {
@@ -365,6 +372,32 @@ pub(super) async fn settle_in(
         return Err(ApiError::field("feeAmount", "invalid settlement"));
     };
     let before = snapshot(&row);
+    let mut payload = crate::util::parse_json(&row.provider_payload);
+    if let (Some((_, note)), Some(obj)) = (partial, payload.as_object_mut()) {
+        obj.insert(
+            "partialSettlement".into(),
+            json!({"requested": requested.to_string(), "received": gross.to_string(), "note": note, "at": s.settled_at}),
+        );
+    }
+    // The move first: a request that lost the race stops here, before any money moves.
+    let claimed = approval::transition(
+        tx,
+        actor,
+        &machine(&row),
+        Action::Settle,
+        vec![
+            Column::Set("fee_amount", Param::Text(s.fee.to_string())),
+            Column::Set("net_amount", Param::Text(s.net.to_string())),
+            Column::Set("settled_amount", Param::Text(gross.to_string())),
+            Column::Set("settled_at", Param::Text(s.settled_at.clone())),
+            Column::Keep("external_id", b.external_id.clone()),
+            Column::Keep("proof_url", b.proof_url.clone()),
+            Column::Keep("notes", b.notes.clone()),
+            Column::Set("settled_by", Param::OptText(actor.user_id.clone())),
+            Column::Set("provider_payload", Param::Text(payload.to_string())),
+        ],
+    )
+    .await?;
     let wallet = ledger::trader_wallet(tx, &actor.tenant_id, &row.trader_id, &row.currency).await?;
     let cash = ledger::house_account(tx, &actor.tenant_id, House::Cash, &row.currency).await?;
     let mut lines = vec![
@@ -428,47 +461,19 @@ pub(super) async fn settle_in(
         },
     )
     .await?;
-    let mut payload = crate::util::parse_json(&row.provider_payload);
-    if let (Some((_, note)), Some(obj)) = (partial, payload.as_object_mut()) {
-        obj.insert(
-            "partialSettlement".into(),
-            json!({"requested": requested.to_string(), "received": gross.to_string(), "note": note, "at": s.settled_at}),
-        );
-    }
     sqlx::query(
-        "UPDATE deposits SET status = 'settled', fee_amount = $3, net_amount = $4, settled_amount = $5, settled_at = $6,
-           external_id = COALESCE($7, external_id), proof_url = COALESCE($8, proof_url), notes = COALESCE($9, notes),
-           settled_by = $10, ledger_entry_id = $11, transaction_id = $12, provider_payload = $13, updated_at = $14
-         WHERE tenant_id = $1 AND id = $2 AND status = 'approved'",
+        "UPDATE deposits SET ledger_entry_id = $3, transaction_id = $4 WHERE tenant_id = $1 AND id = $2",
     )
     .bind(&actor.tenant_id)
     .bind(id)
-    .bind(s.fee.to_string())
-    .bind(s.net.to_string())
-    .bind(gross.to_string())
-    .bind(&s.settled_at)
-    .bind(&b.external_id)
-    .bind(&b.proof_url)
-    .bind(&b.notes)
-    .bind(actor.user_id.as_deref())
     .bind(&entry.id)
     .bind(&transaction_id)
-    .bind(payload.to_string())
-    .bind(now())
     .execute(&mut **tx)
     .await?;
     // Bonuses the deposit earns are issued in the settlement's own transaction (HTTP and
     // provider webhooks alike).
     crate::bonuses::on_deposit_settled(tx, actor, id).await?;
-    finish(
-        tx,
-        actor,
-        id,
-        "deposit.settled",
-        "deposit.settle",
-        Some(&before),
-    )
-    .await
+    announce(tx, actor, id, claimed, &before).await
 }
 
 pub async fn settle(
@@ -556,10 +561,18 @@ pub(super) async fn reverse_in(
     reason: &str,
 ) -> ApiResult<DepositView> {
     let row = load_deposit(&mut **tx, &actor.tenant_id, id).await?;
-    let (Some(entry_id), "settled") = (row.ledger_entry_id.clone(), row.status.as_str()) else {
-        return Err(illegal(&row, "reversed"));
+    let Some(entry_id) = row.ledger_entry_id.clone() else {
+        return Err(illegal(&row, Action::Reverse));
     };
     let before = snapshot(&row);
+    let claimed = approval::transition(
+        tx,
+        actor,
+        &machine(&row),
+        Action::Reverse,
+        vec![Column::Set("reversal_reason", Param::Text(reason.into()))],
+    )
+    .await?;
     let reversal = ledger::reverse(
         tx,
         &actor.tenant_id,
@@ -571,28 +584,15 @@ pub(super) async fn reverse_in(
     if let Some(t) = &row.transaction_id {
         common::mark_transaction_reversed(tx, &actor.tenant_id, t).await?;
     }
-    sqlx::query(
-        "UPDATE deposits SET status = 'reversed', reversal_reason = $3, reversal_entry_id = $4, updated_at = $5
-         WHERE tenant_id = $1 AND id = $2 AND status = 'settled'",
-    )
-    .bind(&actor.tenant_id)
-    .bind(id)
-    .bind(reason)
-    .bind(&reversal.id)
-    .bind(now())
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query("UPDATE deposits SET reversal_entry_id = $3 WHERE tenant_id = $1 AND id = $2")
+        .bind(&actor.tenant_id)
+        .bind(id)
+        .bind(&reversal.id)
+        .execute(&mut **tx)
+        .await?;
     // The bonuses it paid are clawed back in the same transaction.
     crate::bonuses::on_deposit_reversed(tx, actor, id).await?;
-    finish(
-        tx,
-        actor,
-        id,
-        "deposit.reversed",
-        "deposit.reverse",
-        Some(&before),
-    )
-    .await
+    announce(tx, actor, id, claimed, &before).await
 }
 
 #[derive(Deserialize)]
@@ -619,13 +619,17 @@ pub async fn reconcile(
     let mut tx = st.db.begin().await?;
     let row = load_deposit(&mut *tx, &actor.tenant_id, &id).await?;
     if row.status != "settled" && row.status != "reversed" {
-        return Err(illegal(&row, "reconciled"));
+        return Err(ApiError::conflict(
+            "invalid_state",
+            format!("A {} deposit cannot be reconciled.", row.status),
+        ));
     }
     let before = snapshot(&row);
     let ts = now();
-    sqlx::query(
+    // Compare-and-set on the status and flag read above: of two racing marks one is a 409.
+    let done = sqlx::query(
         "UPDATE deposits SET reconciled = $3, reconciled_at = $4, reconciled_by = $5, reconcile_notes = COALESCE($6, reconcile_notes), updated_at = $7
-         WHERE tenant_id = $1 AND id = $2",
+         WHERE tenant_id = $1 AND id = $2 AND status = $8 AND reconciled = $9",
     )
     .bind(&actor.tenant_id)
     .bind(&id)
@@ -634,8 +638,13 @@ pub async fn reconcile(
     .bind(flag.then(|| actor.user_id.clone()).flatten())
     .bind(&b.notes)
     .bind(&ts)
+    .bind(&row.status)
+    .bind(row.reconciled)
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::lost_race("deposit"));
+    }
     let (event, action) = if flag {
         ("deposit.reconciled", "deposit.reconcile")
     } else {

@@ -1,6 +1,7 @@
 //! Payments: payment methods, deposits, withdrawals, reconciliation. Every money effect goes
 //! through the ledger; these modules hold the workflow (state machines, approvals, dual control).
 
+mod approval;
 mod balances;
 mod common;
 mod deposits;

@@ -1,5 +1,7 @@
 //! Withdrawals: pending → [awaiting_second_approval →] approved → settled, with any unsettled
-//! state → rejected. Creating one moves the amount from the trader's wallet into a hold account
+//! state → rejected; every move goes through the shared approval state machine (`approval`), as
+//! a compare-and-set, so a hold is released once and a rejected withdrawal never settles.
+//! Creating one moves the amount from the trader's wallet into a hold account
 //! (both floored at zero), so two withdrawals can never spend the same funds; rejecting releases
 //! the hold; settling pays it out. At or above the tenant's dual-control threshold a withdrawal
 //! needs two approvers, the second neither the first nor its creator.
@@ -13,6 +15,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::approval::{self, Action, Claimed, Column, Flow, Record};
 use super::common::{self, Movement, SettleBody};
 use super::deposits::ReconcileBody;
 use super::model::{KINDS, WITHDRAWAL_COLUMNS, WithdrawalRow, WithdrawalView, load_withdrawal};
@@ -30,8 +33,6 @@ use crate::ledger::{self, AccountSpec, House, LedgerAccount, Line, NewEntry};
 use crate::util::{new_id, now};
 
 use axum::Json;
-
-const UNSETTLED: &[&str] = &["pending", "awaiting_second_approval", "approved"];
 
 async fn hold_account(
     tx: &mut Tx,
@@ -250,15 +251,35 @@ async fn finish(
     Ok(view)
 }
 
+/// Announces a move the transaction made (its event and audit entry) and returns the
+/// withdrawal as it now stands.
+async fn announce(
+    tx: &mut Tx,
+    actor: &Actor,
+    id: &str,
+    claimed: Claimed,
+    before: &Value,
+) -> ApiResult<WithdrawalView> {
+    let view = WithdrawalView::from(load_withdrawal(&mut **tx, &actor.tenant_id, id).await?);
+    let after = serde_json::to_value(&view).unwrap_or(Value::Null);
+    claimed.record(tx, actor, id, before, &after).await?;
+    Ok(view)
+}
+
 fn snapshot(row: &WithdrawalRow) -> Value {
     serde_json::to_value(WithdrawalView::from(row.clone())).unwrap_or(Value::Null)
 }
 
-fn illegal(row: &WithdrawalRow, action: &str) -> ApiError {
-    ApiError::conflict(
-        "invalid_state",
-        format!("A {} withdrawal cannot be {action}.", row.status),
-    )
+/// The withdrawal as the state machine sees it.
+fn machine(row: &WithdrawalRow) -> Record<'_> {
+    Record {
+        flow: Flow::Withdrawal,
+        id: &row.id,
+        status: &row.status,
+        needs_dual_control: row.needs_dual_control != 0,
+        created_by: row.created_by.as_deref(),
+        first_approved_by: row.first_approved_by.as_deref(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -275,47 +296,16 @@ async fn approve_one(
     notes: Option<&str>,
 ) -> ApiResult<WithdrawalView> {
     let row = load_withdrawal(&mut **tx, &actor.tenant_id, id).await?;
-    let me = actor.user_id.clone().unwrap_or_default();
     let before = snapshot(&row);
-    let ts = now();
-    let (next, event, first) = match (row.status.as_str(), row.needs_dual_control != 0) {
-        ("pending", false) => ("approved", "withdrawal.approved", false),
-        ("pending", true) => (
-            "awaiting_second_approval",
-            "withdrawal.first_approved",
-            true,
-        ),
-        ("awaiting_second_approval", _) => {
-            if row.first_approved_by.as_deref() == Some(me.as_str())
-                || row.created_by.as_deref() == Some(me.as_str())
-            {
-                return Err(ApiError::conflict(
-                    "second_approver_required",
-                    "A second approver who is neither the first approver nor the creator must approve this withdrawal.",
-                ));
-            }
-            ("approved", "withdrawal.approved", false)
-        }
-        _ => return Err(illegal(&row, "approved")),
-    };
-    let sql = if first {
-        "UPDATE withdrawals SET status = $3, first_approved_by = $4, first_approved_at = $5, notes = COALESCE($6, notes), updated_at = $5
-         WHERE tenant_id = $1 AND id = $2 AND status = $7"
-    } else {
-        "UPDATE withdrawals SET status = $3, approved_by = $4, approved_at = $5, notes = COALESCE($6, notes), updated_at = $5
-         WHERE tenant_id = $1 AND id = $2 AND status = $7"
-    };
-    sqlx::query(sql)
-        .bind(&actor.tenant_id)
-        .bind(id)
-        .bind(next)
-        .bind(&me)
-        .bind(&ts)
-        .bind(notes)
-        .bind(&row.status)
-        .execute(&mut **tx)
-        .await?;
-    if next == "approved"
+    let claimed = approval::transition(
+        tx,
+        actor,
+        &machine(&row),
+        Action::Approve,
+        vec![Column::Keep("notes", notes.map(str::to_string))],
+    )
+    .await?;
+    if claimed.mv.to == approval::Status::Approved
         && let Some(account_id) = row.account_id.as_deref()
     {
         let amount = ledger::dec(&row.amount)?;
@@ -330,7 +320,7 @@ async fn approve_one(
         )
         .await?;
     }
-    finish(tx, actor, id, event, "withdrawal.approve", Some(&before)).await
+    announce(tx, actor, id, claimed, &before).await
 }
 
 pub async fn approve(
@@ -407,14 +397,21 @@ pub async fn reject(
     v.finish()?;
     let mut tx = st.db.begin().await?;
     let row = load_withdrawal(&mut *tx, &actor.tenant_id, &id).await?;
-    let Some(hold_entry) = row
-        .hold_entry_id
-        .clone()
-        .filter(|_| UNSETTLED.contains(&row.status.as_str()))
-    else {
-        return Err(illegal(&row, "rejected"));
-    };
     let before = snapshot(&row);
+    // The move first: of racing requests only the one that made it releases the hold.
+    let claimed = approval::transition(
+        &mut tx,
+        &actor,
+        &machine(&row),
+        Action::Reject,
+        vec![Column::Set("reject_reason", Param::OptText(reason))],
+    )
+    .await?;
+    let Some(hold_entry) = row.hold_entry_id.clone() else {
+        return Err(ApiError::internal(format!(
+            "withdrawal {id} has no hold entry"
+        )));
+    };
     let release = ledger::reverse(
         &mut tx,
         &actor.tenant_id,
@@ -423,27 +420,13 @@ pub async fn reject(
         actor.user_id.as_deref(),
     )
     .await?;
-    sqlx::query(
-        "UPDATE withdrawals SET status = 'rejected', reject_reason = $3, release_entry_id = $4, updated_at = $5
-         WHERE tenant_id = $1 AND id = $2 AND status = $6",
-    )
-    .bind(&actor.tenant_id)
-    .bind(&id)
-    .bind(&reason)
-    .bind(&release.id)
-    .bind(now())
-    .bind(&row.status)
-    .execute(&mut *tx)
-    .await?;
-    let view = finish(
-        &mut tx,
-        &actor,
-        &id,
-        "withdrawal.rejected",
-        "withdrawal.reject",
-        Some(&before),
-    )
-    .await?;
+    sqlx::query("UPDATE withdrawals SET release_entry_id = $3 WHERE tenant_id = $1 AND id = $2")
+        .bind(&actor.tenant_id)
+        .bind(&id)
+        .bind(&release.id)
+        .execute(&mut *tx)
+        .await?;
+    let view = announce(&mut tx, &actor, &id, claimed, &before).await?;
     tx.commit().await?;
     Ok(Json(view))
 }
@@ -463,9 +446,8 @@ pub async fn settle(
     v.finish()?;
     let mut tx = st.db.begin().await?;
     let row = load_withdrawal(&mut *tx, &actor.tenant_id, &id).await?;
-    if row.status != "approved" {
-        return Err(illegal(&row, "settled"));
-    }
+    // Checked before the figures, so a withdrawal in the wrong state is a 409 whatever the body.
+    approval::find(&machine(&row), Action::Settle, actor.user_id.as_deref())?;
     let amount = ledger::dec(&row.amount)?;
     let mut v = Validator::new();
     let s = common::settlement(&mut v, &b, amount, &row.currency);
@@ -474,6 +456,23 @@ pub async fn settle(
         return Err(ApiError::field("feeAmount", "invalid settlement"));
     };
     let before = snapshot(&row);
+    // The move first: a request that lost the race stops here, before any money moves.
+    let claimed = approval::transition(
+        &mut tx,
+        &actor,
+        &machine(&row),
+        Action::Settle,
+        vec![
+            Column::Set("fee_amount", Param::Text(s.fee.to_string())),
+            Column::Set("net_amount", Param::Text(s.net.to_string())),
+            Column::Set("settled_at", Param::Text(s.settled_at.clone())),
+            Column::Keep("external_id", b.external_id.clone()),
+            Column::Keep("proof_url", b.proof_url.clone()),
+            Column::Keep("notes", b.notes.clone()),
+            Column::Set("settled_by", Param::OptText(actor.user_id.clone())),
+        ],
+    )
+    .await?;
     let hold = hold_account(&mut tx, &actor.tenant_id, &row.trader_id, &row.currency).await?;
     let cash = ledger::house_account(&mut tx, &actor.tenant_id, House::Cash, &row.currency).await?;
     let mut lines = vec![
@@ -527,33 +526,15 @@ pub async fn settle(
     )
     .await?;
     sqlx::query(
-        "UPDATE withdrawals SET status = 'settled', fee_amount = $3, net_amount = $4, settled_at = $5, external_id = COALESCE($6, external_id),
-           proof_url = COALESCE($7, proof_url), notes = COALESCE($8, notes), settled_by = $9, settle_entry_id = $10, transaction_id = $11, updated_at = $12
-         WHERE tenant_id = $1 AND id = $2 AND status = 'approved'",
+        "UPDATE withdrawals SET settle_entry_id = $3, transaction_id = $4 WHERE tenant_id = $1 AND id = $2",
     )
     .bind(&actor.tenant_id)
     .bind(&id)
-    .bind(s.fee.to_string())
-    .bind(s.net.to_string())
-    .bind(&s.settled_at)
-    .bind(&b.external_id)
-    .bind(&b.proof_url)
-    .bind(&b.notes)
-    .bind(actor.user_id.as_deref())
     .bind(&entry.id)
     .bind(&transaction_id)
-    .bind(now())
     .execute(&mut *tx)
     .await?;
-    let view = finish(
-        &mut tx,
-        &actor,
-        &id,
-        "withdrawal.settled",
-        "withdrawal.settle",
-        Some(&before),
-    )
-    .await?;
+    let view = announce(&mut tx, &actor, &id, claimed, &before).await?;
     tx.commit().await?;
     Ok(Json(view))
 }
@@ -574,13 +555,17 @@ pub async fn reconcile(
     let mut tx = st.db.begin().await?;
     let row = load_withdrawal(&mut *tx, &actor.tenant_id, &id).await?;
     if row.status != "settled" {
-        return Err(illegal(&row, "reconciled"));
+        return Err(ApiError::conflict(
+            "invalid_state",
+            format!("A {} withdrawal cannot be reconciled.", row.status),
+        ));
     }
     let before = snapshot(&row);
     let ts = now();
-    sqlx::query(
+    // Compare-and-set on the flag read above: of two racing marks one is a 409.
+    let done = sqlx::query(
         "UPDATE withdrawals SET reconciled = $3, reconciled_at = $4, reconciled_by = $5, reconcile_notes = COALESCE($6, reconcile_notes), updated_at = $7
-         WHERE tenant_id = $1 AND id = $2",
+         WHERE tenant_id = $1 AND id = $2 AND status = 'settled' AND reconciled = $8",
     )
     .bind(&actor.tenant_id)
     .bind(&id)
@@ -589,8 +574,12 @@ pub async fn reconcile(
     .bind(flag.then(|| actor.user_id.clone()).flatten())
     .bind(&b.notes)
     .bind(&ts)
+    .bind(row.reconciled)
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::lost_race("withdrawal"));
+    }
     let (event, action) = if flag {
         ("withdrawal.reconciled", "withdrawal.reconcile")
     } else {

@@ -309,11 +309,14 @@ pub async fn update(
         .value()
         .map(|a| i64::from(*a))
         .unwrap_or(cur.is_active);
+    let version = cur.version;
     let (_, before) = view_json(cur);
-    sqlx::query(
+    // Compare-and-set on the version read: the row is written back whole, so an edit (or an
+    // enable/disable) made meanwhile would be undone; the later request gets 409 instead.
+    let done = sqlx::query(
         "UPDATE risk_rules SET name = $3, name_lower = $4, match_json = $5, source = $6, routing = $7,
            priority = $8, is_active = $9, version = version + 1, updated_at = $10
-         WHERE tenant_id = $1 AND id = $2",
+         WHERE tenant_id = $1 AND id = $2 AND version = $11 AND deleted_at IS NULL",
     )
     .bind(&actor.tenant_id)
     .bind(&id)
@@ -325,8 +328,12 @@ pub async fn update(
     .bind(priority)
     .bind(is_active)
     .bind(now())
+    .bind(version)
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::lost_race("risk rule"));
+    }
     let (view, after) = view_json(load(&mut tx, &actor.tenant_id, &id).await?);
     events::emit(
         &mut tx,
@@ -359,14 +366,17 @@ pub async fn delete(
     let mut tx = st.db.begin().await?;
     let cur = load(&mut tx, &actor.tenant_id, &id).await?;
     let (_, before) = view_json(cur);
-    sqlx::query(
-        "UPDATE risk_rules SET deleted_at = $3, updated_at = $3 WHERE tenant_id = $1 AND id = $2",
+    let done = sqlx::query(
+        "UPDATE risk_rules SET deleted_at = $3, updated_at = $3 WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
     )
     .bind(&actor.tenant_id)
     .bind(&id)
     .bind(now())
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::NotFound("risk rule"));
+    }
     events::emit(
         &mut tx,
         &actor.tenant_id,

@@ -323,11 +323,15 @@ pub async fn delete(
     let before = to_json(&SegmentView::from(
         load(&mut *tx, &actor.tenant_id, &id).await?,
     ));
-    sqlx::query("DELETE FROM segments WHERE tenant_id = $1 AND id = $2")
+    let done = sqlx::query("DELETE FROM segments WHERE tenant_id = $1 AND id = $2")
         .bind(&actor.tenant_id)
         .bind(&id)
         .execute(&mut *tx)
         .await?;
+    // A delete that lost the race to another is a 404, like any delete of a deleted record.
+    if done.rows_affected() != 1 {
+        return Err(ApiError::NotFound("segment"));
+    }
     events::emit(
         &mut tx,
         &actor.tenant_id,

@@ -260,7 +260,7 @@ pub async fn archive(
     }
     let before = to_json(&cur);
     let ts = now();
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE tags SET archived_at = $3, updated_at = $3 WHERE tenant_id = $1 AND id = $2 AND archived_at IS NULL",
     )
     .bind(&actor.tenant_id)
@@ -268,6 +268,12 @@ pub async fn archive(
     .bind(&ts)
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::conflict(
+            "tag_already_archived",
+            "The tag is already archived.",
+        ));
+    }
     let view = load(&mut *tx, &actor.tenant_id, &id).await?;
     let after = to_json(&view);
     events::emit(

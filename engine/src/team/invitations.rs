@@ -376,7 +376,9 @@ pub async fn revoke(
         _ => {}
     }
     let before = to_json(&InvitationView::from(cur));
-    sqlx::query(
+    // Compare-and-set on the pending state read above: an acceptance or another revocation
+    // that came first makes this one a 409 that records nothing.
+    let done = sqlx::query(
         "UPDATE invitations SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
     )
     .bind(&actor.tenant_id)
@@ -384,6 +386,9 @@ pub async fn revoke(
     .bind(now())
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::lost_race("invitation"));
+    }
     let after = to_json(&InvitationView::from(
         load_invitation(&mut *tx, &actor.tenant_id, &id).await?,
     ));

@@ -433,11 +433,14 @@ pub async fn update(
         Patch::Value(m) => m.to_string(),
         _ => cur.metadata.clone(),
     };
-    sqlx::query(
+    // The row is written back whole, so the KYC status it carries must still be the one read:
+    // a KYC decision made meanwhile is never undone by an edit (409 instead).
+    let cur_kyc = cur.kyc_status.clone();
+    let done = sqlx::query(
         "UPDATE traders SET email = $3, email_lower = $4, phone = $5, first_name = $6, last_name = $7, country = $8,
            date_of_birth = $9, segments = $10, source = $11, assigned_to_id = $12, metadata = $13, kyc_status = $14, updated_at = $15,
            address_line1 = $16, address_line2 = $17, city = $18, postal_code = $19, region = $20, referred_by_trader_id = $21
-         WHERE tenant_id = $1 AND id = $2",
+         WHERE tenant_id = $1 AND id = $2 AND kyc_status = $22 AND deleted_at IS NULL",
     )
     .bind(&actor.tenant_id)
     .bind(&id)
@@ -460,8 +463,12 @@ pub async fn update(
     .bind(b.postal_code.apply(cur.postal_code))
     .bind(b.region.apply(cur.region))
     .bind(b.referred_by_trader_id.apply(cur.referred_by_trader_id))
+    .bind(&cur_kyc)
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::lost_race("trader"));
+    }
     let view = TraderView::from(load(&mut *tx, &actor.tenant_id, &id).await?);
     let after = view_json(&view);
     events::emit(
@@ -496,14 +503,17 @@ pub async fn delete(
     let cur = load(&mut *tx, &actor.tenant_id, &id).await?;
     let before = view_json(&TraderView::from(cur));
     let ts = now();
-    sqlx::query(
-        "UPDATE traders SET deleted_at = $3, updated_at = $3 WHERE tenant_id = $1 AND id = $2",
+    let done = sqlx::query(
+        "UPDATE traders SET deleted_at = $3, updated_at = $3 WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
     )
     .bind(&actor.tenant_id)
     .bind(&id)
     .bind(&ts)
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::NotFound("trader"));
+    }
     events::emit(
         &mut tx,
         &actor.tenant_id,
@@ -661,9 +671,11 @@ async fn set_suspension(
     }
     let before = view_json(&TraderView::from(cur));
     let ts = now();
-    sqlx::query(
+    // Compare-and-set on the status read above: of racing requests one moves the trader, the
+    // others write nothing and get 409.
+    let done = sqlx::query(
         "UPDATE traders SET status = $3, suspended_at = $4, suspension_reason = $5, updated_at = $6
-         WHERE tenant_id = $1 AND id = $2 AND status = $7",
+         WHERE tenant_id = $1 AND id = $2 AND status = $7 AND deleted_at IS NULL",
     )
     .bind(&actor.tenant_id)
     .bind(id)
@@ -674,6 +686,9 @@ async fn set_suspension(
     .bind(from)
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::lost_race("trader"));
+    }
     let view = TraderView::from(load(&mut *tx, &actor.tenant_id, id).await?);
     let after = view_json(&view);
     events::emit(&mut tx, &actor.tenant_id, event, "trader", id, &after).await?;

@@ -329,15 +329,19 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let mut tx = st.db.begin().await?;
     let before = load(&mut *tx, &actor.tenant_id, &id).await?;
-    for sql in [
-        "DELETE FROM trading_group_members WHERE tenant_id = $1 AND group_id = $2",
-        "DELETE FROM trading_groups WHERE tenant_id = $1 AND id = $2",
-    ] {
-        sqlx::query(sql)
-            .bind(&actor.tenant_id)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
+    sqlx::query("DELETE FROM trading_group_members WHERE tenant_id = $1 AND group_id = $2")
+        .bind(&actor.tenant_id)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    let done = sqlx::query("DELETE FROM trading_groups WHERE tenant_id = $1 AND id = $2")
+        .bind(&actor.tenant_id)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    // A delete that lost the race to another is a 404, like any delete of a deleted record.
+    if done.rows_affected() != 1 {
+        return Err(ApiError::NotFound("trading group"));
     }
     let snapshot = to_json(&before);
     audit::record_change(

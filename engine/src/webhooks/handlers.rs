@@ -195,7 +195,7 @@ pub async fn delete_subscription(
     let row = store::load_subscription(&mut *tx, &actor.tenant_id, &id).await?;
     let before = to_json(&SubscriptionView::from(&row));
     let ts = now();
-    sqlx::query(
+    let done = sqlx::query(
         "UPDATE webhook_subscriptions SET deleted_at = $3, is_active = 0, updated_at = $3
          WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
     )
@@ -204,6 +204,9 @@ pub async fn delete_subscription(
     .bind(&ts)
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::NotFound("webhook subscription"));
+    }
     // Queued deliveries are abandoned; one being attempted right now finishes, and the worker
     // abandons it if it would be retried.
     sqlx::query(

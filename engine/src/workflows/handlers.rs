@@ -248,14 +248,17 @@ pub async fn delete(
     let mut tx = st.db.begin().await?;
     let cur = WorkflowView::from(load(&mut tx, &actor.tenant_id, &id).await?);
     let before = serde_json::to_value(&cur).unwrap_or(Value::Null);
-    sqlx::query(
-        "UPDATE workflows SET deleted_at = $3, updated_at = $3 WHERE tenant_id = $1 AND id = $2",
+    let done = sqlx::query(
+        "UPDATE workflows SET deleted_at = $3, updated_at = $3 WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
     )
     .bind(&actor.tenant_id)
     .bind(&id)
     .bind(now())
     .execute(&mut *tx)
     .await?;
+    if done.rows_affected() != 1 {
+        return Err(ApiError::NotFound("workflow"));
+    }
     events::emit(
         &mut tx,
         &actor.tenant_id,

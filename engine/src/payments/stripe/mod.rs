@@ -16,7 +16,10 @@
 //!
 //! A business rule that refuses the effect (for example a reversal the wallet no longer
 //! covers) is recorded with outcome `refused` and answered 200: retrying cannot help, and the
-//! finance team sees it in the audit log. Database failures answer 500 so Stripe retries.
+//! finance team sees it in the audit log. Database failures answer 500 so Stripe retries, and so
+//! does a move that lost the race to an operator's request on the same deposit (409
+//! `concurrent_update`, nothing recorded): the redelivery finds the deposit as the operator left
+//! it and acts from there.
 
 pub mod signature;
 
@@ -115,6 +118,7 @@ pub async fn receive(
     }
     let outcome = match handle(&mut tx, &actor, kind, object).await {
         Ok(o) => o,
+        Err(e) if e.is_lost_race() => return Err(e),
         Err(e) if e.status().is_client_error() => {
             // A business rule refused the effect: undo any partial work, keep the record.
             tx.rollback().await?;
