@@ -28,6 +28,8 @@ pub struct Settings {
     /// Failed logins allowed per e-mail and tenant within `login_window_secs` before 429.
     pub login_max_failures: i64,
     pub login_window_secs: i64,
+    /// The longest delay the login back-off imposes after the limit (seconds).
+    pub login_backoff_max_secs: i64,
     /// Largest database pool size.
     pub db_max_connections: u32,
     /// Run background jobs (mail and webhook delivery) in this process.
@@ -100,6 +102,7 @@ impl Default for Settings {
             max_body_bytes: 2 * 1024 * 1024,
             session_ttl_hours: 24 * 7,
             login_max_failures: 5,
+            login_backoff_max_secs: 60,
             login_window_secs: 900,
             db_max_connections: 10,
             run_jobs: true,
@@ -231,6 +234,9 @@ impl Settings {
         }
         if let Some(v) = get("LUMIRE_LOGIN_MAX_FAILURES") {
             self.login_max_failures = parse("LUMIRE_LOGIN_MAX_FAILURES", v)?;
+        }
+        if let Some(v) = get("LUMIRE_LOGIN_BACKOFF_MAX_SECS") {
+            self.login_backoff_max_secs = parse("LUMIRE_LOGIN_BACKOFF_MAX_SECS", v)?;
         }
         if let Some(v) = get("LUMIRE_LOGIN_WINDOW_SECS") {
             self.login_window_secs = parse("LUMIRE_LOGIN_WINDOW_SECS", v)?;

@@ -346,3 +346,71 @@ async fn identity_endpoints_need_a_session() {
         .await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn the_lockout_holds_back_guesses_but_not_the_owner() {
+    let app = TestApp::spawn().await;
+    let owner = app.register_owner().await;
+    let right = json!({"email": owner.email, "password": PASSWORD, "tenantSlug": owner.slug});
+    // The owner's browser has logged in before: it carries the device cookie.
+    let browser = app.client();
+    let (s, b) = browser.post("/v1/auth/login", right.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    // A stranger who knows the e-mail guesses until held back.
+    let stranger = app.client();
+    let bad =
+        json!({"email": owner.email, "password": "wrong password!", "tenantSlug": owner.slug});
+    for _ in 0..5 {
+        let (s, b) = stranger.post("/v1/auth/login", bad.clone()).await;
+        assert_problem(s, &b, StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    let resp = stranger
+        .raw(
+            reqwest::Method::POST,
+            "/v1/auth/login",
+            Some(bad.clone()),
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+
+    // A new device with the right password waits the back-off (a second or two here), then
+    // gets in: the lockout delays, it does not lock out.
+    let laptop = app.client();
+    let resp = laptop
+        .raw(
+            reqwest::Method::POST,
+            "/v1/auth/login",
+            Some(right.clone()),
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    tokio::time::sleep(std::time::Duration::from_secs(retry)).await;
+    let (s, b) = laptop.post("/v1/auth/login", right.clone()).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    // The stranger starts again; the owner's known browser is not held back at all.
+    for _ in 0..5 {
+        stranger.post("/v1/auth/login", bad.clone()).await;
+    }
+    let resp = app
+        .client()
+        .raw(
+            reqwest::Method::POST,
+            "/v1/auth/login",
+            Some(right.clone()),
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let (s, b) = browser.post("/v1/auth/login", right).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}

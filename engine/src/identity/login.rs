@@ -214,31 +214,66 @@ pub struct LoginBody {
     tenant_slug: Option<String>,
 }
 
-/// Counts recent failures for a login scope; refuses with 429 once the limit is reached.
-pub async fn check_rate_limit(st: &AppState, scope_key: &str) -> ApiResult<()> {
+/// The login lockout, a back-off rather than a wall. Failures are counted per scope (tenant and
+/// e-mail) in the database, so every engine process shares the count. Up to
+/// `login_max_failures` within `login_window_secs`, attempts go through. Beyond that, an attempt
+/// is refused with 429 and `Retry-After` until a delay has passed since the latest failure:
+/// 1 s after the first failure over the limit, doubling with each further one, at most
+/// `login_backoff_max_secs` (60 s). Once the delay has passed, one attempt is checked like any
+/// other, so the right password always gets through after at most that delay, while a guesser
+/// gets about one guess a minute per account. A login from a device that logged in as this
+/// user before (`known_device`, see [`DEVICE_COOKIE`]) is not held back at all: a stranger who
+/// knows the owner's e-mail cannot lock the owner out of the browser the owner uses.
+pub async fn check_rate_limit(st: &AppState, scope_key: &str, known_device: bool) -> ApiResult<()> {
+    if known_device {
+        return Ok(());
+    }
     let window_start = fmt_time(Utc::now() - Duration::seconds(st.settings.login_window_secs));
-    let (count, oldest): (i64, Option<String>) = sqlx::query_as(
-        "SELECT COUNT(*), MIN(created_at) FROM auth_failures WHERE scope_key = $1 AND created_at >= $2",
+    let (count, latest): (i64, Option<String>) = sqlx::query_as(
+        "SELECT COUNT(*), MAX(created_at) FROM auth_failures WHERE scope_key = $1 AND created_at >= $2",
     )
     .bind(scope_key)
     .bind(&window_start)
     .fetch_one(st.db.pool())
     .await?;
-    if count >= st.settings.login_max_failures {
-        let retry_after = oldest
-            .as_deref()
-            .and_then(crate::util::parse_time)
-            .map(|t| {
-                (t + Duration::seconds(st.settings.login_window_secs) - Utc::now())
-                    .num_seconds()
-                    .max(1)
-            })
-            .unwrap_or(st.settings.login_window_secs);
-        return Err(ApiError::RateLimited {
-            retry_after: retry_after as u64,
-        });
+    let over = count - st.settings.login_max_failures;
+    if over < 0 {
+        return Ok(());
     }
-    Ok(())
+    let delay = 1i64
+        .checked_shl(over.min(30) as u32)
+        .unwrap_or(i64::MAX)
+        .min(st.settings.login_backoff_max_secs.max(1));
+    let free_at = latest
+        .as_deref()
+        .and_then(crate::util::parse_time)
+        .map(|t| t + Duration::seconds(delay));
+    match free_at {
+        Some(at) if at > Utc::now() => {
+            let ms = (at - Utc::now()).num_milliseconds().max(1);
+            Err(ApiError::RateLimited {
+                retry_after: ((ms + 999) / 1000) as u64,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The cookie a browser gets at a successful operator login: the user's id sealed with the
+/// engine's secret key for that tenant (AES-GCM, so it cannot be forged or moved to another
+/// tenant). It grants nothing by itself; it only marks the device as one the user logged in
+/// from, which the lockout lets through ([`check_rate_limit`]).
+pub const DEVICE_COOKIE: &str = "lumirecrm_device";
+
+fn device_context(tenant_id: &str) -> String {
+    format!("login-device:{tenant_id}")
+}
+
+/// Whether the request comes from a device that logged in as `user_id` before.
+fn known_device(st: &AppState, headers: &HeaderMap, tenant_id: &str, user_id: &str) -> bool {
+    session::read_cookie(headers, DEVICE_COOKIE)
+        .and_then(|v| st.secrets.open(&device_context(tenant_id), v).ok())
+        .is_some_and(|id| crate::util::same_secret(&id, user_id))
 }
 
 pub async fn record_failure(st: &AppState, scope_key: &str) -> ApiResult<()> {
@@ -273,8 +308,6 @@ pub async fn login(
         slug.unwrap_or_default(),
     );
     let scope_key = format!("login:{slug}:{email}");
-    check_rate_limit(&st, &scope_key).await?;
-
     let tenant: Option<(String,)> = sqlx::query_as("SELECT id FROM tenants WHERE slug = $1")
         .bind(&slug)
         .fetch_optional(st.db.pool())
@@ -291,6 +324,11 @@ pub async fn login(
         }
         None => None,
     };
+    let device = match (&tenant, &user) {
+        (Some((tid,)), Some(u)) => known_device(&st, &headers, tid, &u.id),
+        _ => false,
+    };
+    check_rate_limit(&st, &scope_key, device).await?;
     let ok = password::verify(pw, user.as_ref().and_then(|u| u.password_hash.clone())).await?;
     let (Some((tenant_id,)), Some(user), true) = (tenant, user, ok) else {
         record_failure(&st, &scope_key).await?;
@@ -347,12 +385,23 @@ pub async fn login(
     .await?;
     let tenant = load_tenant(&mut *tx, &tenant_id).await?;
     tx.commit().await?;
-    Ok(with_session_cookie(
+    let mut resp = with_session_cookie(
         &st,
         StatusCode::OK,
         json!({"user": UserView::from(&user), "tenant": tenant, "session": {"id": s.id, "expiresAt": s.expires_at}}),
         &s.cookie_value,
-    ))
+    );
+    let device = st.secrets.seal(&device_context(&tenant_id), &user.id);
+    resp.headers_mut().append(
+        header::SET_COOKIE,
+        session::set_cookie(
+            DEVICE_COOKIE,
+            &device,
+            400 * 24 * 3600,
+            st.settings.cookie_secure,
+        ),
+    );
+    Ok(resp)
 }
 
 pub async fn logout(State(st): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {

@@ -319,7 +319,7 @@ pub async fn login(
         slug.unwrap_or_default(),
     );
     let scope_key = format!("portal-login:{slug}:{email}");
-    check_rate_limit(&st, &scope_key).await?;
+    check_rate_limit(&st, &scope_key, false).await?;
 
     let tenant = tenant_by_slug(&st, &slug).await?;
     let customer: Option<CustomerRow> =
