@@ -69,6 +69,12 @@ impl TestApp {
         settings.listen = "127.0.0.1:0".into();
         settings.run_jobs = false;
         settings.db_max_connections = 5;
+        // Every test request comes from 127.0.0.1: the abuse limits are off unless a test
+        // turns them on (tests/api/input_hardening.rs does).
+        settings.rate_public_per_minute = 0;
+        settings.rate_register_per_hour = 0;
+        settings.rate_forgot_per_hour = 0;
+        settings.rate_partner_failures_per_minute = 0;
         configure(&mut settings);
         let app = App::build(settings).await.expect("engine starts");
         let port = app.port();

@@ -32,6 +32,8 @@ pub struct AppState {
     pub openapi: Arc<OnceLock<serde_json::Value>>,
     /// Installed WebAssembly plugins.
     pub plugins: Arc<crate::plugins::Plugins>,
+    /// Abuse limits on public operations, per address and account.
+    pub limits: Arc<crate::http::limits::Limits>,
 }
 
 /// Every feature registers its operations here.
@@ -110,6 +112,7 @@ impl App {
         let plugins =
             Arc::new(crate::plugins::Plugins::load(&settings, &db, &secrets, store.clone()).await?);
         connectors.add_plugins(&plugins);
+        let limits = Arc::new(crate::http::limits::Limits::new(&settings));
         let state = AppState {
             db,
             connectors: Arc::new(connectors),
@@ -117,6 +120,7 @@ impl App {
             secrets,
             settings: Arc::new(settings),
             metrics: Arc::new(Metrics::new()),
+            limits,
             store,
             openapi: Arc::new(OnceLock::new()),
         };
@@ -212,10 +216,11 @@ async fn run_jobs(state: AppState, mut stop: watch::Receiver<bool>) {
         if let Err(e) = crate::plugins::jobs::run_once(&state).await {
             tracing::warn!(error = %e, "plugin jobs failed");
         }
-        if tick.is_multiple_of(300)
-            && let Err(e) = crate::housekeeping::purge(&state.db).await
-        {
-            tracing::warn!(error = %e, "housekeeping failed");
+        if tick.is_multiple_of(300) {
+            if let Err(e) = crate::housekeeping::purge(&state.db).await {
+                tracing::warn!(error = %e, "housekeeping failed");
+            }
+            state.limits.forget_idle();
         }
         tick = tick.wrapping_add(1);
         tokio::select! {

@@ -87,6 +87,11 @@ pub struct Settings {
     pub plugin_flags_cache_ms: u64,
     /// Bearer token `/metrics` asks for; unset, `/metrics` is not served (404).
     pub metrics_token: Option<String>,
+    /// Abuse limits (`http::limits`); 0 turns one off.
+    pub rate_public_per_minute: u32,
+    pub rate_register_per_hour: u32,
+    pub rate_forgot_per_hour: u32,
+    pub rate_partner_failures_per_minute: u32,
 }
 
 impl Default for Settings {
@@ -128,6 +133,10 @@ impl Default for Settings {
             plugin_http_allow_private: false,
             plugin_flags_cache_ms: 1000,
             metrics_token: None,
+            rate_public_per_minute: 600,
+            rate_register_per_hour: 20,
+            rate_forgot_per_hour: 30,
+            rate_partner_failures_per_minute: 10,
         }
     }
 }
@@ -301,6 +310,19 @@ impl Settings {
         }
         if let Some(v) = get("LUMIRE_PLUGIN_HTTP_ALLOW_PRIVATE") {
             self.plugin_http_allow_private = parse("LUMIRE_PLUGIN_HTTP_ALLOW_PRIVATE", v)?;
+        }
+        if let Some(v) = get("LUMIRE_RATE_PUBLIC_PER_MINUTE") {
+            self.rate_public_per_minute = parse("LUMIRE_RATE_PUBLIC_PER_MINUTE", v)?;
+        }
+        if let Some(v) = get("LUMIRE_RATE_REGISTER_PER_HOUR") {
+            self.rate_register_per_hour = parse("LUMIRE_RATE_REGISTER_PER_HOUR", v)?;
+        }
+        if let Some(v) = get("LUMIRE_RATE_FORGOT_PER_HOUR") {
+            self.rate_forgot_per_hour = parse("LUMIRE_RATE_FORGOT_PER_HOUR", v)?;
+        }
+        if let Some(v) = get("LUMIRE_RATE_PARTNER_FAILURES_PER_MINUTE") {
+            self.rate_partner_failures_per_minute =
+                parse("LUMIRE_RATE_PARTNER_FAILURES_PER_MINUTE", v)?;
         }
         if let Some(v) = get("LUMIRE_METRICS_TOKEN") {
             self.metrics_token = Some(v).filter(|t| !t.is_empty());

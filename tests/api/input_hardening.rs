@@ -85,3 +85,64 @@ async fn responses_carry_security_headers() {
         .await;
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
 }
+
+#[tokio::test]
+async fn public_operations_have_abuse_limits_with_retry_after() {
+    let app = TestApp::spawn_with(|s| {
+        s.rate_register_per_hour = 4;
+        s.rate_forgot_per_hour = 6;
+        s.rate_public_per_minute = 60;
+    })
+    .await;
+    let c = app.anonymous();
+    let register = |k: usize| {
+        json!({"email": format!("o{k}@broker.example"), "password": lumire_tests::PASSWORD,
+               "displayName": "O", "tenantSlug": format!("limited-{k}"), "tenantName": "L"})
+    };
+    // A burst of a quarter of the hourly allowance, then 429 with Retry-After.
+    let (s, b) = c.post("/v1/auth/register", register(0)).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let resp = c
+        .raw(
+            reqwest::Method::POST,
+            "/v1/auth/register",
+            Some(register(1)),
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1, "{retry}");
+
+    // Forgot-password: limited per account even though it answers alike for every e-mail.
+    let forgot = json!({"email": "o0@broker.example", "tenantSlug": "limited-0"});
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(c.post("/v1/auth/password/forgot", forgot.clone()).await.0);
+    }
+    assert_eq!(statuses[0], StatusCode::OK);
+    assert!(
+        statuses.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+
+    // Every public operation from one address: past the burst, 429.
+    let mut limited = false;
+    for _ in 0..40 {
+        let (s, _) = c
+            .post(
+                "/v1/auth/login",
+                json!({"email": "x@y.example", "password": "whatever it is", "tenantSlug": "nope"}),
+            )
+            .await;
+        if s == StatusCode::TOO_MANY_REQUESTS {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "the public limit applies");
+}

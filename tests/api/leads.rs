@@ -1287,3 +1287,29 @@ async fn a_filtered_page_of_leads_is_read_through_the_fields_index() {
     let plan = plan.join("\n");
     assert!(plan.contains("plugin_documents_idx4"), "{plan}");
 }
+
+#[tokio::test]
+async fn failed_partner_authentications_are_rate_limited_per_address() {
+    let app = spawn_plugins_with(|s| s.rate_partner_failures_per_minute = 3).await;
+    let owner = app.register_owner().await;
+    enable(&owner, "leads-intake").await;
+    let acme = issue(&owner, "Acme Leads").await;
+    let (s, b) = acme.get("/v1/leads").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let guesser = acme.with_password("guess");
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        seen.push(guesser.get("/v1/leads").await.0);
+    }
+    assert_eq!(seen[0], StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        seen.last(),
+        Some(&StatusCode::TOO_MANY_REQUESTS),
+        "{seen:?}"
+    );
+    // From that address even the right password waits now (Retry-After), so guessing from it
+    // costs the guesser time.
+    let resp = acme.request(Method::GET, "/v1/leads").send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().contains_key("retry-after"));
+}

@@ -59,7 +59,13 @@ async fn resolve(
     ip: Option<String>,
 ) -> Result<Option<Actor>, ApiError> {
     match guard.access {
-        Access::Public => Ok(None),
+        Access::Public => {
+            guard.state.limits.check(
+                crate::http::limits::Limit::Public,
+                ip.as_deref().unwrap_or("unknown"),
+            )?;
+            Ok(None)
+        }
         Access::Customer => {
             let Some(cookie) = read_cookie(parts_headers, PORTAL_COOKIE) else {
                 return Err(missing_credential(guard, parts_headers, ip).await);

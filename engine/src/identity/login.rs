@@ -44,6 +44,10 @@ pub async fn register(
     client: ClientInfo,
     ApiJson(b): ApiJson<RegisterBody>,
 ) -> ApiResult<Response> {
+    st.limits.check(
+        crate::http::limits::Limit::Register,
+        client.ip.as_deref().unwrap_or("unknown"),
+    )?;
     let mut v = Validator::new();
     let email = v.required("email", b.email.as_deref()).map(str::to_string);
     v.email("email", email.as_deref());

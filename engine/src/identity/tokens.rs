@@ -122,8 +122,14 @@ pub struct ForgotBody {
 
 pub async fn forgot(
     State(st): State<AppState>,
+    client: crate::auth::ClientInfo,
     ApiJson(b): ApiJson<ForgotBody>,
 ) -> ApiResult<axum::Json<Value>> {
+    use crate::http::limits::Limit;
+    st.limits.check(
+        Limit::ForgotAddress,
+        client.ip.as_deref().unwrap_or("unknown"),
+    )?;
     let mut v = Validator::new();
     let email = v
         .required("email", b.email.as_deref())
@@ -132,6 +138,15 @@ pub async fn forgot(
         .required("tenantSlug", b.tenant_slug.as_deref())
         .map(str::to_string);
     v.finish()?;
+    // Per account too, whether or not it exists (the answer must not tell).
+    st.limits.check(
+        Limit::ForgotAccount,
+        &format!(
+            "{}:{}",
+            slug.as_deref().unwrap_or_default(),
+            email.as_deref().unwrap_or_default()
+        ),
+    )?;
     let found: Option<(String, String, String)> = sqlx::query_as(
         "SELECT u.tenant_id, u.id, u.email FROM users u JOIN tenants t ON t.id = u.tenant_id
          WHERE t.slug = $1 AND u.email_lower = $2 AND u.deleted_at IS NULL AND u.status = 'active'",

@@ -40,7 +40,12 @@ pub async fn partner_actor(
     let Some((user, pass)) = basic(headers) else {
         return Ok(None);
     };
-    let bad = || ApiError::Unauthorized("invalid_credentials");
+    let address = ip.clone().unwrap_or_else(|| "unknown".into());
+    st.limits.partner_allowed(&address)?;
+    let bad = || {
+        st.limits.partner_failed(&address);
+        ApiError::Unauthorized("invalid_credentials")
+    };
     let (tenant_id, id) = user.rsplit_once('.').ok_or_else(bad)?;
     let row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
         "SELECT secret_hash, revoked_at, last_used_at FROM partner_credentials WHERE tenant_id = $1 AND id = $2",
