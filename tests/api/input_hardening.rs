@@ -146,3 +146,62 @@ async fn public_operations_have_abuse_limits_with_retry_after() {
     }
     assert!(limited, "the public limit applies");
 }
+
+#[tokio::test]
+async fn dates_have_sane_ranges() {
+    let app = TestApp::spawn().await;
+    let owner = app.register_owner().await;
+    for (k, dob) in [
+        "0000-01-01",
+        "9999-12-31",
+        "1899-12-31",
+        "1990-1-1",
+        "2999-01-01",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (s, b) = owner
+            .post(
+                "/v1/traders",
+                json!({"email": format!("dob{k}@client.example"), "dateOfBirth": dob}),
+            )
+            .await;
+        assert_field_error(s, &b, "dateOfBirth");
+    }
+    let (s, t) = owner
+        .post(
+            "/v1/traders",
+            json!({"email": "dob-ok@client.example", "dateOfBirth": "1900-01-01"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let id = t["id"].as_str().unwrap();
+    let (s, b) = owner
+        .patch(
+            &format!("/v1/traders/{id}"),
+            json!({"dateOfBirth": "9999-12-31"}),
+        )
+        .await;
+    assert_field_error(s, &b, "dateOfBirth");
+
+    // Statements exist from the tenant's first month to the current one.
+    for month in ["0000-01", "1999-12", "2999-01"] {
+        let (s, b) = owner
+            .get(&format!(
+                "/v1/payments/traders/{id}/statement.pdf?month={month}"
+            ))
+            .await;
+        assert_field_error(s, &b, "month");
+    }
+    let current = chrono::Utc::now().format("%Y-%m").to_string();
+    let resp = owner
+        .raw(
+            reqwest::Method::GET,
+            &format!("/v1/payments/traders/{id}/statement.pdf?month={current}"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+}

@@ -8,6 +8,21 @@ pub struct Validator {
 }
 
 impl Validator {
+    /// A date of birth: `YYYY-MM-DD`, from 1900-01-01 to today (UTC).
+    pub fn date_of_birth(&mut self, field: &str, value: Option<&str>) {
+        let Some(d) = value else { return };
+        match chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d") {
+            Ok(date) if d.len() == 10 => {
+                let earliest = chrono::NaiveDate::from_ymd_opt(1900, 1, 1);
+                let today = chrono::Utc::now().date_naive();
+                if earliest.is_some_and(|e| date < e) || date > today {
+                    self.fail(field, "must be between 1900-01-01 and today");
+                }
+            }
+            _ => self.fail(field, "must be a date YYYY-MM-DD"),
+        }
+    }
+
     pub fn new() -> Self {
         Self::default()
     }

@@ -456,17 +456,7 @@ pub async fn update_profile(
             "must be an ISO 3166-1 alpha-2 code such as GB",
         );
     }
-    if let Some(d) = b.date_of_birth.value() {
-        let parsed = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d");
-        v.check(parsed.is_ok(), "dateOfBirth", "must be a date YYYY-MM-DD");
-        if let Ok(d) = parsed {
-            v.check(
-                d < Utc::now().date_naive(),
-                "dateOfBirth",
-                "must be in the past",
-            );
-        }
-    }
+    v.date_of_birth("dateOfBirth", b.date_of_birth.value().map(String::as_str));
     check_address(
         &mut v,
         b.address_line1.value().map(String::as_str),

@@ -125,13 +125,7 @@ fn check_common(
             "must be an ISO 3166-1 alpha-2 code such as GB",
         );
     }
-    if let Some(d) = dob {
-        v.check(
-            chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_ok(),
-            "dateOfBirth",
-            "must be a date YYYY-MM-DD",
-        );
-    }
+    v.date_of_birth("dateOfBirth", dob);
     if let Some(m) = metadata {
         v.check(m.is_object(), "metadata", "must be an object");
     }

@@ -100,6 +100,19 @@ pub async fn get(
         .unwrap_or_else(|| Utc::now().format("%Y-%m").to_string());
     let (start, end) = month_bounds(&month)
         .ok_or_else(|| ApiError::field("month", "must be a month as YYYY-MM"))?;
+    // From the tenant's first month to the current one: there is nothing before or after.
+    let (created,): (String,) = sqlx::query_as("SELECT created_at FROM tenants WHERE id = $1")
+        .bind(&actor.tenant_id)
+        .fetch_one(st.db.pool())
+        .await?;
+    let first = created.get(..7).unwrap_or_default();
+    let current = Utc::now().format("%Y-%m").to_string();
+    if month.as_str() < first || month > current {
+        return Err(ApiError::field(
+            "month",
+            format!("must be a month from {first} (the tenant's first) to {current}"),
+        ));
+    }
     let (start_s, end_s) = (fmt_time(start), fmt_time(end));
     let accounts: Vec<(String, String, String)> = sqlx::query_as(
         "SELECT id, kind, currency FROM ledger_accounts
