@@ -58,11 +58,59 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "must not contain control characters (NUL, ...)",
         ));
     }
+    // Fields have their own limits where they are stored; none takes more than this. Only a
+    // body this large can hold such a string, so smaller bodies are not walked.
+    if bytes.len() > MAX_STRING_CHARS
+        && let Some(field) = serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|v| find_string(&v, "", &|t| t.chars().count() > MAX_STRING_CHARS))
+    {
+        return Err(ApiError::field(
+            &field,
+            format!("must be at most {MAX_STRING_CHARS} characters"),
+        ));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value = deserialize(de)?;
     de.end()
         .map_err(|_| ApiError::field("body", "unexpected content after the JSON value"))?;
     Ok(value)
+}
+
+/// The longest string any body field may hold.
+pub const MAX_STRING_CHARS: usize = 100_000;
+
+/// The path of the first string (or key) in `v` for which `bad` holds.
+fn find_string(v: &serde_json::Value, path: &str, bad: &dyn Fn(&str) -> bool) -> Option<String> {
+    let here = || {
+        if path.is_empty() {
+            "body".to_string()
+        } else {
+            path.to_string()
+        }
+    };
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match v {
+        serde_json::Value::String(t) if bad(t) => Some(here()),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| find_string(x, &join(&i.to_string()), bad)),
+        serde_json::Value::Object(o) => o.iter().find_map(|(k, x)| {
+            if bad(k) {
+                Some(here())
+            } else {
+                find_string(x, &join(k), bad)
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// Whether the body's text holds an escape that decodes to a refused control character; then
@@ -100,40 +148,9 @@ fn control_character_field(bytes: &[u8]) -> Option<String> {
         return None;
     }
     let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    fn walk(v: &serde_json::Value, path: &str) -> Option<String> {
-        let bad = |t: &str| t.chars().any(super::hardening::is_refused_control);
-        let join = |k: &str| {
-            if path.is_empty() {
-                k.to_string()
-            } else {
-                format!("{path}.{k}")
-            }
-        };
-        match v {
-            serde_json::Value::String(t) if bad(t) => Some(if path.is_empty() {
-                "body".into()
-            } else {
-                path.into()
-            }),
-            serde_json::Value::Array(a) => a
-                .iter()
-                .enumerate()
-                .find_map(|(i, x)| walk(x, &join(&i.to_string()))),
-            serde_json::Value::Object(o) => o.iter().find_map(|(k, x)| {
-                if bad(k) {
-                    Some(if path.is_empty() {
-                        "body".into()
-                    } else {
-                        path.into()
-                    })
-                } else {
-                    walk(x, &join(k))
-                }
-            }),
-            _ => None,
-        }
-    }
-    walk(&value, "")
+    find_string(&value, "", &|t| {
+        t.chars().any(super::hardening::is_refused_control)
+    })
 }
 
 fn deserialize<'de, T: DeserializeOwned>(
@@ -214,6 +231,11 @@ mod tests {
         // An escaped backslash followed by "u0000" is text, not a NUL.
         assert!(parse::<Body>(br#"{"amount":"\\u0000"}"#).is_ok());
         assert!(parse::<Body>(br#"{"amount":"line\nline\t\u00e9"}"#).is_ok());
+        let long = format!(
+            r#"{{"amount":"1","inner":{{"n":1,"s":"{}"}}}}"#,
+            "x".repeat(100_001)
+        );
+        assert_eq!(field_of(&long), "inner.s");
     }
 
     #[test]
