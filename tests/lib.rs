@@ -361,6 +361,17 @@ pub fn assert_field_error(status: StatusCode, body: &Value, field: &str) {
     assert!(named, "expected an error naming `{field}`: {body}");
 }
 
+/// The `Retry-After` of a 429, in seconds.
+#[track_caller]
+pub fn retry_after(resp: &reqwest::Response) -> u64 {
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    resp.headers()["retry-after"]
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds")
+}
+
 /// Asserts a problem+json status and code.
 #[track_caller]
 pub fn assert_problem(status: StatusCode, body: &Value, want: StatusCode, code: &str) {

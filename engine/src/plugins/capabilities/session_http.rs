@@ -245,7 +245,12 @@ impl SessionHttp {
             let tls = tokio_rustls::TlsConnector::from(self.tls.clone())
                 .connect(name, stream)
                 .await
-                .map_err(|e| SessionError::Failed(format!("TLS with {host}: {}", chain(&e))))?;
+                .map_err(|e| {
+                    SessionError::Failed(format!(
+                        "TLS with {host}: {}",
+                        super::outbound::error_chain(&e)
+                    ))
+                })?;
             handshake(TokioIo::new(tls)).await
         } else {
             handshake(TokioIo::new(stream)).await
@@ -267,17 +272,6 @@ where
         }
     });
     Ok(sender)
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]
