@@ -196,24 +196,37 @@ async fn run_jobs(state: AppState, mut stop: watch::Receiver<bool>) {
     let workflows = tokio::spawn(run_workflows(state.clone(), stop.clone()));
     let mut tick: u64 = 0;
     loop {
-        if let Err(e) = mailer.run_once(&state.db).await {
+        use tracing::Instrument as _;
+        let job = |name: &'static str| tracing::info_span!("job", job = name);
+        if let Err(e) = mailer.run_once(&state.db).instrument(job("mail")).await {
             tracing::warn!(error = %e, "mail job failed");
         }
-        if let Err(e) = crate::integrations::pushes::run_once(&state).await {
+        if let Err(e) = crate::integrations::pushes::run_once(&state)
+            .instrument(job("balance_pushes"))
+            .await
+        {
             tracing::warn!(error = %e, "balance push job failed");
         }
         let interval = state.settings.sync_interval_secs;
         // Every 30 s, look for connector configurations due for their scheduled sync.
         if interval > 0
             && tick.is_multiple_of(15)
-            && let Err(e) = crate::integrations::sync::run_scheduled(&state, interval).await
+            && let Err(e) = crate::integrations::sync::run_scheduled(&state, interval)
+                .instrument(job("scheduled_sync"))
+                .await
         {
             tracing::warn!(error = %e, "scheduled sync failed");
         }
-        if let Err(e) = crate::plugins::events::run_once(&state).await {
+        if let Err(e) = crate::plugins::events::run_once(&state)
+            .instrument(job("plugin_events"))
+            .await
+        {
             tracing::warn!(error = %e, "plugin event delivery failed");
         }
-        if let Err(e) = crate::plugins::jobs::run_once(&state).await {
+        if let Err(e) = crate::plugins::jobs::run_once(&state)
+            .instrument(job("plugin_jobs"))
+            .await
+        {
             tracing::warn!(error = %e, "plugin jobs failed");
         }
         if tick.is_multiple_of(300) {

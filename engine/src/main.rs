@@ -94,12 +94,20 @@ async fn main() -> anyhow::Result<()> {
         let _ = writeln!(std::io::stdout().lock(), "{text}");
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LUMIRE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LUMIRE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // `LUMIRE_LOG_FORMAT=json`: one JSON object per line, with the fields of the enclosing
+    // spans (request id, tenant, plugin, job) for log pipelines.
+    if std::env::var("LUMIRE_LOG_FORMAT").as_deref() == Ok("json") {
+        tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let mut settings = Settings::load()?;
     match cli.command {
         Some(Command::Migrate) => {

@@ -160,6 +160,7 @@ async fn load(st: &AppState, tenant_id: &str, id: &str) -> ApiResult<PushRow> {
 /// unless the lease was lost meanwhile (it ran out and another worker claimed the row): then
 /// the lease's new holder records its own outcome, and the push's comment keeps the platform
 /// from applying the operation twice.
+#[tracing::instrument(name = "balance_push", skip(st, lease))]
 async fn push(st: &AppState, tenant_id: &str, id: &str, lease: &str) -> ApiResult<()> {
     let p = load(st, tenant_id, id).await?;
     let outcome = attempt(st, &p).await;

@@ -153,6 +153,7 @@ pub async fn run_scheduled(st: &AppState, interval_secs: i64) -> ApiResult<usize
     Ok(done)
 }
 
+#[tracing::instrument(name = "sync", skip_all, fields(tenant_id = %actor.tenant_id, platform))]
 async fn sync_platform(
     st: &AppState,
     actor: &Actor,

@@ -135,6 +135,7 @@ impl WasmConnector {
 
 impl WasmSession {
     /// One connector operation with the JSON request and result of `connectors::abi`.
+    #[tracing::instrument(name = "connector_call", skip_all, fields(plugin = %self.connector.plugin.manifest.name, op, tenant_id = %self.tenant_id))]
     pub async fn call(&mut self, op: &str, request: &Value) -> Result<Value, ConnectorError> {
         let plugin = self.connector.plugin.clone();
         let plugins = self.connector.plugins.clone();

@@ -190,6 +190,7 @@ fn plugin_error(p: &Installed, export: &str, f: Failure) -> ApiError {
 }
 
 #[axum::debug_handler]
+#[tracing::instrument(name = "plugin_call", skip_all, fields(plugin = %m.plugin.manifest.name, route = %m.route, tenant_id = %actor.tenant_id))]
 async fn call(
     State(st): State<AppState>,
     actor: Actor,
