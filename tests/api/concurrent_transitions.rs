@@ -622,3 +622,41 @@ async fn withdrawals_approved_and_rejected_at_once_agree_with_the_winner() {
     assert_eq!(wallet(&owner, &t).await, (available + held, Decimal::ZERO));
     ledger_ok(&app, &tenant).await;
 }
+
+/// Concurrent creations of one unique value: one wins; every other answer is a 409 that names
+/// the field, whether the handler's own check or the database's unique index caught it.
+#[tokio::test]
+async fn concurrent_creations_of_one_email_make_one_trader_and_name_the_field() {
+    let app = TestApp::spawn().await;
+    let owner = Arc::new(app.register_owner().await);
+    let barrier = Arc::new(Barrier::new(8));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (owner, barrier) = (owner.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            owner
+                .post("/v1/traders", json!({"email": "same@client.example"}))
+                .await
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        let (s, b) = t.await.unwrap();
+        match s {
+            StatusCode::CREATED => created += 1,
+            StatusCode::CONFLICT => {
+                let named = b["code"] == "trader_email_taken"
+                    || (b["code"] == "duplicate"
+                        && b["errors"]
+                            .as_array()
+                            .is_some_and(|e| e.iter().any(|f| f["field"] == "email")));
+                assert!(named, "{b}");
+            }
+            other => panic!("{other}: {b}"),
+        }
+    }
+    assert_eq!(created, 1);
+    let (_, list) = owner.get("/v1/traders?q=same@client.example").await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "{list}");
+}

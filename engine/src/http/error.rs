@@ -59,6 +59,9 @@ pub enum ApiError {
     BadRequest { code: &'static str, detail: String },
     #[error("conflict: {detail}")]
     Conflict { code: &'static str, detail: String },
+    /// A unique constraint refused the write: 409 `duplicate`, naming the fields it covers.
+    #[error("duplicate: {}", fields.iter().map(|f| f.field.as_str()).collect::<Vec<_>>().join(", "))]
+    Duplicate { fields: Vec<FieldError> },
     #[error("unprocessable: {detail}")]
     Unprocessable { code: &'static str, detail: String },
     #[error("too many requests")]
@@ -169,6 +172,23 @@ impl ApiError {
             ApiError::Conflict { code, detail } => {
                 (StatusCode::CONFLICT, code, "Conflict", detail.clone())
             }
+            ApiError::Duplicate { fields } => (
+                StatusCode::CONFLICT,
+                "duplicate",
+                "Conflict",
+                if fields.is_empty() {
+                    "A record with the same unique values already exists.".into()
+                } else {
+                    format!(
+                        "A record with the same {} already exists.",
+                        fields
+                            .iter()
+                            .map(|f| f.field.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+            ),
             ApiError::Unprocessable { code, detail } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 code,
@@ -204,17 +224,77 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        // Unique constraints are the database's answer to a duplicate; report it as 409.
+        // Unique constraints are the database's answer to a duplicate (two requests racing
+        // past a handler's own check, say): 409 naming the fields the constraint covers.
         if let sqlx::Error::Database(db) = &e
             && db.is_unique_violation()
         {
-            return ApiError::conflict(
-                "duplicate",
-                "A record with the same unique values already exists.",
-            );
+            let columns = db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(|pg| pg.detail().map(pg_key_columns))
+                .unwrap_or_else(|| sqlite_columns(db.message()));
+            let fields = columns
+                .iter()
+                .filter(|c| c.as_str() != "tenant_id")
+                .map(|c| FieldError::new(field_name(c), "is already taken by another record"))
+                .collect();
+            return ApiError::Duplicate { fields };
         }
         ApiError::Db(e)
     }
+}
+
+/// The columns of PostgreSQL's `Key (tenant_id, lower(email))=(...) already exists.`
+fn pg_key_columns(detail: &str) -> Vec<String> {
+    let Some(inside) = detail
+        .strip_prefix("Key (")
+        .and_then(|r| r.split(")=(").next())
+    else {
+        return Vec::new();
+    };
+    inside
+        .split(", ")
+        .map(|c| {
+            // An expression index: `lower(email)` concerns `email`.
+            let c = c.trim();
+            match (c.find('('), c.rfind(')')) {
+                (Some(a), Some(b)) if a < b => c[a + 1..b].to_string(),
+                _ => c.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// The columns of SQLite's `UNIQUE constraint failed: traders.tenant_id, traders.email_lower`
+/// (an expression index is named `index '<name>'` instead: no column then).
+fn sqlite_columns(message: &str) -> Vec<String> {
+    message
+        .split_once("failed: ")
+        .map(|(_, cols)| {
+            cols.split(", ")
+                .filter(|c| !c.starts_with("index "))
+                .map(|c| c.rsplit('.').next().unwrap_or(c).trim().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The API's name of a column: camelCase, and `email_lower` is `email`.
+fn field_name(column: &str) -> String {
+    let column = column.strip_suffix("_lower").unwrap_or(column);
+    let mut out = String::with_capacity(column.len());
+    let mut upper = false;
+    for ch in column.chars() {
+        if ch == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(ch.to_uppercase());
+            upper = false;
+        } else {
+            out.push(ch);
+        }
+    }
+    out
 }
 
 #[derive(Serialize)]
@@ -240,6 +320,7 @@ impl IntoResponse for ApiError {
         }
         let errors = match &self {
             ApiError::Validation(errs) => Some(errs.as_slice()),
+            ApiError::Duplicate { fields } if !fields.is_empty() => Some(fields.as_slice()),
             _ => None,
         };
         problem_response(status, code, title, &detail, errors, &self)
@@ -275,4 +356,28 @@ fn problem_response(
         resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_violations_name_their_fields() {
+        assert_eq!(
+            pg_key_columns("Key (tenant_id, email_lower)=(t1, a@b.example) already exists."),
+            vec!["tenant_id", "email_lower"]
+        );
+        assert_eq!(
+            pg_key_columns("Key (tenant_id, lower(name))=(t1, vip) already exists."),
+            vec!["tenant_id", "name"]
+        );
+        assert_eq!(
+            sqlite_columns("UNIQUE constraint failed: traders.tenant_id, traders.email_lower"),
+            vec!["tenant_id", "email_lower"]
+        );
+        assert!(sqlite_columns("UNIQUE constraint failed: index 'x'").is_empty());
+        assert_eq!(field_name("email_lower"), "email");
+        assert_eq!(field_name("account_number"), "accountNumber");
+    }
 }
