@@ -49,7 +49,7 @@ pub async fn record<'a>(
     resource_id: Option<&str>,
     before: Option<&Value>,
     after: Option<&Value>,
-) -> Result<(), ApiError> {
+) -> Result<(), sqlx::Error> {
     let a = actor.into();
     sqlx::query(
         "INSERT INTO audit_log (tenant_id, id, actor_type, actor_id, actor_label, impersonator_id, action,
@@ -89,7 +89,7 @@ pub struct Change<'a> {
 
 /// Emits the change's event (its payload: the state after, else before) and writes its audit
 /// entry, both in the caller's transaction.
-pub async fn record_change(tx: &mut Tx, actor: &Actor, c: Change<'_>) -> Result<(), ApiError> {
+pub async fn record_change(tx: &mut Tx, actor: &Actor, c: Change<'_>) -> Result<(), sqlx::Error> {
     let payload = c.after.or(c.before).cloned().unwrap_or(Value::Null);
     crate::events::emit(
         tx,

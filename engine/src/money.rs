@@ -1,11 +1,10 @@
 //! Money in the API: decimal strings (`"1250.50"`) parsed into `rust_decimal::Decimal`, never
-//! floating point, always beside a currency code.
+//! floating point, always beside a currency code. Domain rules only: the HTTP layer turns a
+//! [`MoneyError`] into a field error (`http::validate::Validator::money`).
 
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
-
-use crate::http::validate::{Validator, is_currency};
 
 /// Enough for fiat cents and crypto satoshis; more digits would be noise from a float somewhere.
 pub const MAX_SCALE: u32 = 8;
@@ -97,38 +96,6 @@ pub fn to_text(d: Decimal) -> String {
         return z.to_string();
     }
     d.to_string()
-}
-
-/// Validates an optional money field, recording a field error; returns the canonical text.
-pub fn check(
-    v: &mut Validator,
-    field: &str,
-    value: Option<&str>,
-    positive: bool,
-) -> Option<String> {
-    let s = value?;
-    let parsed = if positive {
-        parse_positive(s)
-    } else {
-        parse(s)
-    };
-    match parsed {
-        Ok(d) => Some(to_text(d)),
-        Err(e) => {
-            v.fail(field, e.message());
-            None
-        }
-    }
-}
-
-pub fn check_currency(v: &mut Validator, field: &str, value: Option<&str>) {
-    if let Some(c) = value {
-        v.check(
-            is_currency(c),
-            field,
-            "must be a currency code of 3-5 capital letters or digits, such as USD or USDT",
-        );
-    }
 }
 
 #[cfg(test)]

@@ -22,7 +22,6 @@ use crate::http::json::ApiJson;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::patch::Patch;
 use crate::http::validate::Validator;
-use crate::money;
 use crate::util::{new_id, now};
 
 const DEFAULT_LEVERAGE: i64 = 100;
@@ -181,9 +180,9 @@ pub async fn create(
     let currency = v
         .required("currency", b.currency.as_deref())
         .map(str::to_string);
-    money::check_currency(&mut v, "currency", currency.as_deref());
-    let balance = money::check(&mut v, "balance", b.balance.as_deref(), false);
-    let equity = money::check(&mut v, "equity", b.equity.as_deref(), false);
+    crate::http::validate::currency(&mut v, "currency", currency.as_deref());
+    let balance = crate::http::validate::money(&mut v, "balance", b.balance.as_deref(), false);
+    let equity = crate::http::validate::money(&mut v, "equity", b.equity.as_deref(), false);
     check_leverage(&mut v, b.leverage);
     check_metadata(&mut v, b.metadata.as_ref());
     v.finish()?;
@@ -310,14 +309,14 @@ pub async fn update(
     }
     v.max_len("accountNumber", account_number.as_deref(), 64);
     v.max_len("externalId", b.external_id.value().map(String::as_str), 128);
-    money::check_currency(&mut v, "currency", b.currency.value().map(String::as_str));
-    let balance = money::check(
+    crate::http::validate::currency(&mut v, "currency", b.currency.value().map(String::as_str));
+    let balance = crate::http::validate::money(
         &mut v,
         "balance",
         b.balance.value().map(String::as_str),
         false,
     );
-    let equity = money::check(
+    let equity = crate::http::validate::money(
         &mut v,
         "equity",
         b.equity.value().map(String::as_str),

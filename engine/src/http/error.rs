@@ -244,6 +244,40 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+/// The ledger's errors as problems: the only place they meet HTTP.
+impl From<crate::ledger::LedgerError> for ApiError {
+    fn from(e: crate::ledger::LedgerError) -> Self {
+        match e {
+            crate::ledger::LedgerError::InsufficientFunds(_) => ApiError::conflict(
+                "insufficient_funds",
+                "The balance does not cover this amount.",
+            ),
+            crate::ledger::LedgerError::AlreadyReversed => {
+                ApiError::conflict("already_reversed", "This entry has already been reversed.")
+            }
+            crate::ledger::LedgerError::Concurrent(_) => ApiError::conflict(
+                "concurrent_update",
+                "The balance changed while this request ran; retry it.",
+            ),
+            crate::ledger::LedgerError::EntryNotFound => ApiError::NotFound("journal entry"),
+            crate::ledger::LedgerError::UnknownAccount(_) => ApiError::NotFound("ledger account"),
+            crate::ledger::LedgerError::Precision { .. } => {
+                ApiError::field("amount", e.to_string())
+            }
+            crate::ledger::LedgerError::OutOfRange(_) => ApiError::Unprocessable {
+                code: "amount_out_of_range",
+                detail: format!(
+                    "The amount, or the balance it would make, is beyond what the ledger keeps (below 10^{} per posting, 10^{} per balance); nothing was written.",
+                    crate::money::MAX_INTEGER_DIGITS,
+                    crate::ledger::MAX_BALANCE_DIGITS
+                ),
+            },
+            crate::ledger::LedgerError::Db(d) => ApiError::from(d),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
 /// The columns of PostgreSQL's `Key (tenant_id, lower(email))=(...) already exists.`
 fn pg_key_columns(detail: &str) -> Vec<String> {
     let Some(inside) = detail

@@ -122,6 +122,38 @@ pub fn is_currency(s: &str) -> bool {
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }
 
+/// Validates an optional money field, recording a field error; returns the canonical text.
+pub fn money(
+    v: &mut Validator,
+    field: &str,
+    value: Option<&str>,
+    positive: bool,
+) -> Option<String> {
+    let s = value?;
+    let parsed = if positive {
+        crate::money::parse_positive(s)
+    } else {
+        crate::money::parse(s)
+    };
+    match parsed {
+        Ok(d) => Some(crate::money::to_text(d)),
+        Err(e) => {
+            v.fail(field, e.message());
+            None
+        }
+    }
+}
+
+pub fn currency(v: &mut Validator, field: &str, value: Option<&str>) {
+    if let Some(c) = value {
+        v.check(
+            is_currency(c),
+            field,
+            "must be a currency code of 3-5 capital letters or digits, such as USD or USDT",
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,6 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::db::Tx;
-use crate::http::error::ApiError;
 use crate::util::{new_id, now};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,37 +56,6 @@ pub enum LedgerError {
     OutOfRange(String),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
-}
-
-impl From<LedgerError> for ApiError {
-    fn from(e: LedgerError) -> Self {
-        match e {
-            LedgerError::InsufficientFunds(_) => ApiError::conflict(
-                "insufficient_funds",
-                "The balance does not cover this amount.",
-            ),
-            LedgerError::AlreadyReversed => {
-                ApiError::conflict("already_reversed", "This entry has already been reversed.")
-            }
-            LedgerError::Concurrent(_) => ApiError::conflict(
-                "concurrent_update",
-                "The balance changed while this request ran; retry it.",
-            ),
-            LedgerError::EntryNotFound => ApiError::NotFound("journal entry"),
-            LedgerError::UnknownAccount(_) => ApiError::NotFound("ledger account"),
-            LedgerError::Precision { .. } => ApiError::field("amount", e.to_string()),
-            LedgerError::OutOfRange(_) => ApiError::Unprocessable {
-                code: "amount_out_of_range",
-                detail: format!(
-                    "The amount, or the balance it would make, is beyond what the ledger keeps (below 10^{} per posting, 10^{} per balance); nothing was written.",
-                    crate::money::MAX_INTEGER_DIGITS,
-                    MAX_BALANCE_DIGITS
-                ),
-            },
-            LedgerError::Db(d) => ApiError::from(d),
-            other => ApiError::internal(other),
-        }
-    }
 }
 
 pub type LedgerResult<T> = Result<T, LedgerError>;

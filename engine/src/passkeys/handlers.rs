@@ -618,6 +618,7 @@ async fn record_clone_suspicion(
         Some(&detail),
     )
     .await
+    .map_err(Into::into)
 }
 
 /// Mints the same session and answer as `POST /v1/auth/login`.

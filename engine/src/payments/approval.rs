@@ -316,6 +316,7 @@ impl Claimed {
             Some(after),
         )
         .await
+        .map_err(Into::into)
     }
 }
 

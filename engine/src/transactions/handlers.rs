@@ -24,7 +24,6 @@ use crate::http::error::{ApiError, ApiResult};
 use crate::http::json::ApiJson;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::validate::Validator;
-use crate::money;
 use crate::util::{fmt_time, new_id, now, parse_time};
 
 /// Clock skew tolerated between the recording system and the engine.
@@ -162,10 +161,10 @@ pub async fn create(
     let status = b.status.clone().unwrap_or_else(|| "pending".into());
     v.one_of("status", Some(&status), STATUSES);
     let amount = match v.required("amount", b.amount.as_deref()) {
-        Some(a) => money::check(&mut v, "amount", Some(a), true),
+        Some(a) => crate::http::validate::money(&mut v, "amount", Some(a), true),
         None => None,
     };
-    money::check_currency(&mut v, "currency", b.currency.as_deref());
+    crate::http::validate::currency(&mut v, "currency", b.currency.as_deref());
     if account_id.is_none() && b.currency.is_none() {
         v.fail("currency", "is required when no accountId is given");
     }

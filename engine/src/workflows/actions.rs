@@ -324,6 +324,7 @@ async fn audit(
         Some(&after),
     )
     .await
+    .map_err(Into::into)
 }
 
 fn failed(msg: impl Into<String>) -> ApiError {

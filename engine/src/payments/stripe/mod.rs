@@ -207,6 +207,7 @@ async fn finish(
         Some(&json!({"type": kind, "outcome": o.outcome, "detail": o.detail, "depositId": o.deposit_id})),
     )
     .await
+    .map_err(Into::into)
 }
 
 /// The deposit an event's object points at: our id in metadata, else the PaymentIntent id.
