@@ -112,6 +112,8 @@ impl App {
         let plugins =
             Arc::new(crate::plugins::Plugins::load(&settings, &db, &secrets, store.clone()).await?);
         connectors.add_plugins(&plugins);
+        // Features join the core's flows through its named extension points.
+        crate::bonuses::register_hooks();
         let limits = Arc::new(crate::http::limits::Limits::new(&settings));
         let state = AppState {
             db,

@@ -749,3 +749,18 @@ async fn provider_webhooks_issue_and_claw_back_too() {
     assert_eq!(balance(&owner, &t, "USD").await["bonus"], "0.00");
     ledger_ok(&app, &owner.tenant_id).await;
 }
+
+#[tokio::test]
+async fn bonuses_join_the_deposit_flow_through_its_hooks_once() {
+    use lumire_engine::payments::hooks::{Moment, registered};
+    let _a = TestApp::spawn().await;
+    let _b = TestApp::spawn().await;
+    for moment in [Moment::Settled, Moment::Reversed] {
+        let names = registered(moment);
+        assert_eq!(
+            names.iter().filter(|n| **n == "bonuses").count(),
+            1,
+            "{moment:?}: {names:?}"
+        );
+    }
+}

@@ -352,6 +352,19 @@ async fn issue(
     Ok(Some(view))
 }
 
+/// The bonuses' hooks on the deposit flow (`payments::hooks`), registered by the application.
+pub fn register_hooks() {
+    use crate::payments::hooks::{HookFuture, Moment, register};
+    fn settled<'a>(tx: &'a mut Tx, actor: &'a Actor, id: &'a str) -> HookFuture<'a> {
+        Box::pin(async move { on_deposit_settled(tx, actor, id).await.map(|_| ()) })
+    }
+    fn reversed<'a>(tx: &'a mut Tx, actor: &'a Actor, id: &'a str) -> HookFuture<'a> {
+        Box::pin(async move { on_deposit_reversed(tx, actor, id).await.map(|_| ()) })
+    }
+    register(Moment::Settled, "bonuses", settled);
+    register(Moment::Reversed, "bonuses", reversed);
+}
+
 /// Called by deposit settlement, in its transaction: issues every bonus the deposit earns.
 pub async fn on_deposit_settled(
     tx: &mut Tx,

@@ -11,7 +11,7 @@ mod rules;
 use crate::auth::roles::{MONEY_WRITE, STAFF};
 use crate::http::api::{Api, Op};
 
-pub use issue::{IssuanceView, on_deposit_reversed, on_deposit_settled};
+pub use issue::{IssuanceView, on_deposit_reversed, on_deposit_settled, register_hooks};
 
 const RULE_EXAMPLE: &str = r#"{"name":"Welcome 50%","description":"First deposit bonus","trigger":"deposit","kind":"percent","value":"50","maxBonus":"500.00","minDeposit":"100.00","currency":"USD","firstDepositOnly":true,"active":true}"#;
 

@@ -470,9 +470,9 @@ pub(super) async fn settle_in(
     .bind(&transaction_id)
     .execute(&mut **tx)
     .await?;
-    // Bonuses the deposit earns are issued in the settlement's own transaction (HTTP and
-    // provider webhooks alike).
-    crate::bonuses::on_deposit_settled(tx, actor, id).await?;
+    // What features do when a deposit settles (bonuses issue what it earns) happens in the
+    // settlement's own transaction, HTTP and provider webhooks alike (`hooks`).
+    super::hooks::run(super::hooks::Moment::Settled, tx, actor, id).await?;
     announce(tx, actor, id, claimed, &before).await
 }
 
@@ -590,8 +590,8 @@ pub(super) async fn reverse_in(
         .bind(&reversal.id)
         .execute(&mut **tx)
         .await?;
-    // The bonuses it paid are clawed back in the same transaction.
-    crate::bonuses::on_deposit_reversed(tx, actor, id).await?;
+    // What features undo (bonuses claw back what it paid), in the same transaction.
+    super::hooks::run(super::hooks::Moment::Reversed, tx, actor, id).await?;
     announce(tx, actor, id, claimed, &before).await
 }
 

@@ -6,6 +6,7 @@ mod balances;
 mod common;
 mod deposits;
 mod documents;
+pub mod hooks;
 mod methods;
 mod model;
 mod reconciliation;
