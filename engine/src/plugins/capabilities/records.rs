@@ -21,6 +21,7 @@ fn api_err(e: ApiError) -> Error {
         ),
         ApiError::NotFound(_) => Error::NotFound,
         ApiError::Conflict { detail, .. } => Error::Conflict(detail),
+        dup @ ApiError::Duplicate { .. } => Error::Conflict(dup.to_string()),
         ApiError::BadRequest { detail, .. } => Error::Invalid(detail),
         other => {
             tracing::warn!(error = %other, "plugin core-records call failed");

@@ -56,6 +56,7 @@ fn api_err(step: usize, e: ApiError) -> Error {
                 .join("; "),
         )),
         ApiError::Conflict { detail, .. } => Error::Conflict(failure(step, detail)),
+        dup @ ApiError::Duplicate { .. } => Error::Conflict(failure(step, dup.to_string())),
         ApiError::BadRequest { detail, .. } => Error::Invalid(failure(step, detail)),
         ApiError::NotFound(what) => Error::Invalid(failure(step, format!("no such {what}"))),
         other => {
