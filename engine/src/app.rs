@@ -114,6 +114,7 @@ impl App {
         connectors.add_plugins(&plugins);
         // Features join the core's flows through its named extension points.
         crate::bonuses::register_hooks();
+        crate::partners::register();
         let limits = Arc::new(crate::http::limits::Limits::new(&settings));
         let state = AppState {
             db,

@@ -111,7 +111,7 @@ async fn missing_credential(
     headers: &axum::http::HeaderMap,
     ip: Option<String>,
 ) -> ApiError {
-    match crate::partners::partner_actor(&guard.state, headers, ip).await {
+    match super::credentials::partner(&guard.state, headers, ip).await {
         Ok(Some(_)) => ApiError::Forbidden(
             "Partner credentials only reach the routes of the partner API.".into(),
         ),

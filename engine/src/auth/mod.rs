@@ -2,6 +2,7 @@
 //! `Actor`, sessions, passwords and the one middleware that enforces access.
 
 pub mod authorize;
+pub mod credentials;
 pub mod password;
 pub mod roles;
 pub mod session;

@@ -10,6 +10,19 @@ mod handlers;
 
 pub use auth::partner_actor;
 
+/// Registers the partner credential with the access guard (`auth::credentials`); called when
+/// the application is assembled.
+pub fn register() {
+    fn authenticate<'a>(
+        st: &'a crate::app::AppState,
+        headers: &'a axum::http::HeaderMap,
+        ip: Option<String>,
+    ) -> crate::auth::credentials::ActorFuture<'a> {
+        Box::pin(partner_actor(st, headers, ip))
+    }
+    crate::auth::credentials::register_partner(authenticate);
+}
+
 use crate::auth::roles::ADMINS;
 use crate::http::api::{Api, Op};
 

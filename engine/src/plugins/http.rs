@@ -124,7 +124,7 @@ async fn admit(st: &AppState, req: &mut Request) -> Result<(), ApiError> {
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip().to_string());
-    let partner = crate::partners::partner_actor(st, req.headers(), ip.clone()).await?;
+    let partner = crate::auth::credentials::partner(st, req.headers(), ip.clone()).await?;
     let actor = match partner {
         Some(p) if route.partners => p,
         Some(_) => {
