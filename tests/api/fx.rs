@@ -178,3 +178,32 @@ async fn base_currency_and_converted_aggregates_name_their_rates() {
     assert_eq!(rec["deposits"]["baseCurrencyTotal"], "50.00", "{rec}");
     assert_eq!(rec["deposits"]["ratesUsed"][0]["rate"], "0.5");
 }
+
+#[tokio::test]
+async fn rates_have_bounds() {
+    let app = TestApp::spawn().await;
+    let owner = app.register_owner().await;
+    for rate in [
+        json!("79228162514264337593543950335"),
+        json!("1000000000"),
+        json!("0.0000000000001"),
+        json!("1e3"),
+        json!("01.5"),
+        json!(-1),
+    ] {
+        let (s, b) = owner
+            .post(
+                "/v1/fx/rates/upsert",
+                json!({"rates": [{"base": "EUR", "quote": "USD", "rate": rate}]}),
+            )
+            .await;
+        assert_field_error(s, &b, "rates[0].rate");
+    }
+    let (s, b) = owner
+        .post(
+            "/v1/fx/rates/upsert",
+            json!({"rates": [{"base": "USD", "quote": "JPY", "rate": "999999999.999999999999"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+}

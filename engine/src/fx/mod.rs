@@ -105,13 +105,20 @@ pub async fn rate_at(
     Ok(None)
 }
 
-/// Converts an amount, rounding half-even to the target currency's precision.
-pub fn convert(amount: Decimal, rate: &RateUsed) -> Decimal {
-    (amount * rate.rate).round_dp_with_strategy(
-        crate::ledger::currency::precision(&rate.quote),
-        rust_decimal::RoundingStrategy::MidpointNearestEven,
-    )
+/// Converts an amount, rounding half-even to the target currency's precision; `None` when the
+/// product is beyond `Decimal`'s range (it cannot be with the bounds rates and amounts have,
+/// but the arithmetic is checked all the same).
+pub fn convert(amount: Decimal, rate: &RateUsed) -> Option<Decimal> {
+    amount.checked_mul(rate.rate).map(|v| {
+        v.round_dp_with_strategy(
+            crate::ledger::currency::precision(&rate.quote),
+            rust_decimal::RoundingStrategy::MidpointNearestEven,
+        )
+    })
 }
+
+/// The bounds of a rate: above 10^-12 and below 10^9, at most 12 decimal places.
+pub const MAX_RATE_SCALE: u32 = 12;
 
 /// The fixed mid-2026 starting table for the global pool (USD against the majors, both ways).
 pub const DEFAULT_RATES: &[(&str, &str, &str)] = &[

@@ -209,10 +209,21 @@ fn parse_rate(v: &mut Validator, field: &str, raw: Option<&Value>) -> Option<Dec
             return None;
         }
     };
+    let canonical = crate::money::canonical(&text).is_ok();
     match text.parse::<Decimal>() {
-        Ok(d) if d > Decimal::ZERO => Some(d.normalize()),
+        Ok(d)
+            if canonical
+                && d > Decimal::ZERO
+                && d < Decimal::from(1_000_000_000)
+                && d.normalize().scale() <= super::MAX_RATE_SCALE =>
+        {
+            Some(d.normalize())
+        }
         _ => {
-            v.fail(field, "must be a positive decimal");
+            v.fail(
+                field,
+                "must be a positive decimal below 1000000000 with at most 12 decimal places",
+            );
             None
         }
     }

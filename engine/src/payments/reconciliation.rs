@@ -63,7 +63,13 @@ pub async fn view(
             let at = settled_at.clone().unwrap_or_else(now);
             match crate::fx::rate_at(st.db.pool(), &actor.tenant_id, &currency, &base, &at).await? {
                 Some(rate) => {
-                    base_total += crate::fx::convert(amount, &rate);
+                    base_total = crate::fx::convert(amount, &rate)
+                        .and_then(|v| base_total.checked_add(v))
+                        .ok_or_else(|| ApiError::Unprocessable {
+                            code: "amount_out_of_range",
+                            detail: "The base-currency total is beyond what can be computed."
+                                .into(),
+                        })?;
                     if !rates_used.contains(&rate) {
                         rates_used.push(rate);
                     }
