@@ -403,6 +403,51 @@ async fn concurrent_approvals_under_dual_control_succeed_once() {
 }
 
 /// Tallies of one round: how many approvals and rejections were answered 2xx.
+/// Sends `order` (approves and rejects, reason "fraud") on one deposit or withdrawal at once;
+/// how many of each won. At most one of each, at least one in all, and each winner's event
+/// written exactly once.
+async fn approve_against_reject(
+    app: &TestApp,
+    tenant: &str,
+    sender: &Member,
+    flow: &str,
+    id: &str,
+    order: &[&str],
+) -> (usize, usize) {
+    let requests = order
+        .iter()
+        .map(|kind| {
+            let body = if *kind == "approve" {
+                json!({"id": id})
+            } else {
+                json!({"id": id, "reason": "fraud"})
+            };
+            (
+                sender.client.clone(),
+                Method::POST,
+                format!("/v1/payments/{flow}/{kind}"),
+                body,
+            )
+        })
+        .collect();
+    let answers = race(requests).await;
+    let (approved, rejected) = tally(order, &answers);
+    let context = format!("{flow} {id} {order:?}: {approved} approved, {rejected} rejected");
+    assert!(
+        approved <= 1 && rejected <= 1 && approved + rejected >= 1,
+        "{context}"
+    );
+    let single = flow.trim_end_matches('s');
+    for (what, n) in [("approved", approved), ("rejected", rejected)] {
+        assert_eq!(
+            events(app, tenant, &format!("{single}.{what}"), id).await,
+            n as i64,
+            "{context}"
+        );
+    }
+    (approved, rejected)
+}
+
 fn tally(order: &[&str], answers: &[(StatusCode, Value)]) -> (usize, usize) {
     let mut won = (0, 0);
     for (kind, (s, b)) in order.iter().zip(answers) {
@@ -438,40 +483,10 @@ async fn deposits_approved_and_rejected_at_once_agree_with_the_winner() {
         order.shuffle(&mut rng);
         println!("deposit round {round}: seed {seed}+{round}, order {order:?}");
         let id = deposit(&owner, &t, "10.00").await;
-        let requests = order
-            .iter()
-            .map(|kind| {
-                let body = if *kind == "approve" {
-                    json!({"id": id})
-                } else {
-                    json!({"id": id, "reason": "fraud"})
-                };
-                (
-                    owner.client.clone(),
-                    Method::POST,
-                    format!("/v1/payments/deposits/{kind}"),
-                    body,
-                )
-            })
-            .collect();
-        let answers = race(requests).await;
-        let (approved, rejected) = tally(&order, &answers);
+        let (approved, rejected) =
+            approve_against_reject(&app, &tenant, &owner, "deposits", &id, &order).await;
         let context = format!(
             "round {round} (seed {seed}+{round}, {order:?}): {approved} approved, {rejected} rejected"
-        );
-        assert!(
-            approved <= 1 && rejected <= 1 && approved + rejected >= 1,
-            "{context}"
-        );
-        assert_eq!(
-            events(&app, &tenant, "deposit.approved", &id).await,
-            approved as i64,
-            "{context}"
-        );
-        assert_eq!(
-            events(&app, &tenant, "deposit.rejected", &id).await,
-            rejected as i64,
-            "{context}"
         );
         let state = status(&owner, "deposits", &id).await;
         let (s, b) = owner
@@ -541,40 +556,10 @@ async fn withdrawals_approved_and_rejected_at_once_agree_with_the_winner() {
             (StatusCode::OK, Some("awaiting_second_approval")),
             "{b}"
         );
-        let requests = order
-            .iter()
-            .map(|kind| {
-                let body = if *kind == "approve" {
-                    json!({"id": id})
-                } else {
-                    json!({"id": id, "reason": "fraud"})
-                };
-                (
-                    second.client.clone(),
-                    Method::POST,
-                    format!("/v1/payments/withdrawals/{kind}"),
-                    body,
-                )
-            })
-            .collect();
-        let answers = race(requests).await;
-        let (approved, rejected) = tally(&order, &answers);
+        let (approved, rejected) =
+            approve_against_reject(&app, &tenant, &second, "withdrawals", &id, &order).await;
         let context = format!(
             "round {round} (seed {seed}+{round}, {order:?}): {approved} approved, {rejected} rejected"
-        );
-        assert!(
-            approved <= 1 && rejected <= 1 && approved + rejected >= 1,
-            "{context}"
-        );
-        assert_eq!(
-            events(&app, &tenant, "withdrawal.approved", &id).await,
-            approved as i64,
-            "{context}"
-        );
-        assert_eq!(
-            events(&app, &tenant, "withdrawal.rejected", &id).await,
-            rejected as i64,
-            "{context}"
         );
         let state = status(&owner, "withdrawals", &id).await;
         if rejected == 1 {

@@ -167,15 +167,15 @@ pub async fn revoke(
         ));
     }
     let before = view_json(&KeyView::from(cur));
-    let done = sqlx::query(
+    let done = crate::db::update_one(
+        &mut tx,
         "UPDATE api_keys SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL AND deleted_at IS NULL",
+        &actor.tenant_id,
+        &id,
+        &now(),
     )
-    .bind(&actor.tenant_id)
-    .bind(&id)
-    .bind(now())
-    .execute(&mut *tx)
     .await?;
-    if done.rows_affected() != 1 {
+    if !done {
         return Err(ApiError::conflict(
             "api_key_revoked",
             "The API key is already revoked.",

@@ -426,15 +426,15 @@ pub async fn delete(
     let mut tx = st.db.begin().await?;
     let cur = load_rule(&mut *tx, &actor.tenant_id, &id).await?;
     let before = to_json(&RuleView::from(cur));
-    let done = sqlx::query(
+    let done = crate::db::update_one(
+        &mut tx,
         "UPDATE bonus_rules SET deleted_at = $3, active = 0, updated_at = $3 WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+        &actor.tenant_id,
+        &id,
+        &now(),
     )
-    .bind(&actor.tenant_id)
-    .bind(&id)
-    .bind(now())
-    .execute(&mut *tx)
     .await?;
-    if done.rows_affected() != 1 {
+    if !done {
         return Err(ApiError::NotFound("bonus"));
     }
     events::emit(

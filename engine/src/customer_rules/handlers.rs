@@ -448,15 +448,15 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     let mut tx = st.db.begin().await?;
     let (_, before) = view_json(load(&mut tx, &actor.tenant_id, &id).await?);
-    let done = sqlx::query(
+    let done = crate::db::update_one(
+        &mut tx,
         "UPDATE customer_rules SET deleted_at = $3, updated_at = $3 WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+        &actor.tenant_id,
+        &id,
+        &now(),
     )
-    .bind(&actor.tenant_id)
-    .bind(&id)
-    .bind(now())
-    .execute(&mut *tx)
     .await?;
-    if done.rows_affected() != 1 {
+    if !done {
         return Err(ApiError::NotFound("customer rule"));
     }
     events::emit(

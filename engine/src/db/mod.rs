@@ -17,6 +17,25 @@ use std::time::Duration;
 
 pub type Tx = sqlx::Transaction<'static, Any>;
 
+/// A compare-and-set write: runs `sql`, whose `$1`, `$2` and `$3` are the tenant, the record's
+/// id and the time, and whose `WHERE` holds the state the caller read; whether it changed
+/// exactly one row (`false`: another request moved the record first, and nothing was written).
+pub async fn update_one(
+    tx: &mut Tx,
+    sql: &str,
+    tenant_id: &str,
+    id: &str,
+    at: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(sql)
+        .bind(tenant_id)
+        .bind(id)
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DbKind {
     Sqlite,

@@ -378,15 +378,15 @@ pub async fn revoke(
     let before = to_json(&InvitationView::from(cur));
     // Compare-and-set on the pending state read above: an acceptance or another revocation
     // that came first makes this one a 409 that records nothing.
-    let done = sqlx::query(
+    let done = crate::db::update_one(
+        &mut tx,
         "UPDATE invitations SET revoked_at = $3 WHERE tenant_id = $1 AND id = $2 AND accepted_at IS NULL AND revoked_at IS NULL",
+        &actor.tenant_id,
+        &id,
+        &now(),
     )
-    .bind(&actor.tenant_id)
-    .bind(&id)
-    .bind(now())
-    .execute(&mut *tx)
     .await?;
-    if done.rows_affected() != 1 {
+    if !done {
         return Err(ApiError::lost_race("invitation"));
     }
     let after = to_json(&InvitationView::from(
